@@ -1,0 +1,163 @@
+// Package depcheck fails when an import edge between the project's packages
+// points up the layering of ARCHITECTURE.md.
+//
+// The table below is the whole rule: a package may import the project
+// packages listed for its family (and its own family's sub-packages).
+// A family is the longest prefix in the table that names the package.
+package depcheck
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/cri-runtime/cri-runtime/"
+
+// leaves may be imported by everything; they import only other leaves
+// listed in their own entry.
+var leaves = []string{
+	"pkg/errdefs", "pkg/identifiers", "pkg/namespaces", "pkg/leases",
+	"pkg/filters", "pkg/events", "api/events",
+}
+
+// allowed maps a package family to the families it may import beyond
+// itself. "leaves" expands to the list above.
+var allowed = map[string][]string{
+	"pkg/errdefs":     {},
+	"pkg/identifiers": {"pkg/errdefs"},
+	"pkg/namespaces":  {"pkg/errdefs", "pkg/identifiers"},
+	"pkg/leases":      {},
+	"pkg/filters":     {"pkg/errdefs"},
+	"pkg/events":      {"pkg/errdefs", "pkg/identifiers", "pkg/namespaces", "pkg/filters", "api/events"},
+	"api":             {},
+	"pkg/content":     {"leaves"},
+	"pkg/snapshot":    {"leaves"},
+	"pkg/archive":     {"leaves"},
+	"pkg/meta/gc":     {"leaves"},
+	"pkg/meta":        {"leaves", "pkg/content", "pkg/snapshot"},
+	"pkg/image":       {"leaves", "pkg/meta", "pkg/content", "pkg/snapshot", "pkg/archive"},
+	"pkg/task":        {"leaves", "api/task"},
+	"pkg/cni":         {"leaves"},
+	"pkg/sandbox":     {"leaves", "pkg/meta", "pkg/task", "pkg/cni", "pkg/image", "pkg/content", "pkg/snapshot"},
+	"pkg/cri":         {"leaves", "pkg/sandbox", "pkg/image", "pkg/task", "pkg/meta", "pkg/content", "pkg/snapshot", "pkg/cni"},
+	"pkg/client":      {"leaves", "api", "pkg/content", "pkg/snapshot", "pkg/meta"},
+	"pkg/server":      {"*"},
+	"cmd":             {"*"},
+	"test":            {"*"},
+	"hack":            {"*"},
+}
+
+// forbiddenExternal lists third-party imports a family must not have, so
+// the shim stays small (ARCHITECTURE.md, pkg/task).
+var forbiddenExternal = map[string][]string{
+	"pkg/task": {"go.etcd.io/bbolt", "github.com/prometheus/", "github.com/containernetworking/"},
+}
+
+type pkgInfo struct {
+	ImportPath string
+	Imports    []string
+}
+
+func family(rel string) string {
+	best := ""
+	for f := range allowed {
+		if (rel == f || strings.HasPrefix(rel, f+"/")) && len(f) > len(best) {
+			best = f
+		}
+	}
+	return best
+}
+
+func permitted(fam, dep string) bool {
+	depFam := family(dep)
+	if depFam == fam || strings.HasPrefix(dep, fam+"/") {
+		return true
+	}
+	for _, a := range allowed[fam] {
+		switch {
+		case a == "*":
+			return true
+		case a == "leaves":
+			for _, l := range leaves {
+				if dep == l || strings.HasPrefix(dep, l+"/") {
+					return true
+				}
+			}
+		case dep == a || strings.HasPrefix(dep, a+"/"):
+			return true
+		}
+	}
+	return false
+}
+
+func TestImportsPointDown(t *testing.T) {
+	cmd := exec.Command("go", "list", "-json", "../../...")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	var bad []string
+	n := 0
+	for {
+		var p pkgInfo
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		rel := strings.TrimPrefix(p.ImportPath, module)
+		fam := family(rel)
+		if fam == "" {
+			bad = append(bad, rel+": not in the layering table of hack/depcheck")
+			continue
+		}
+		for _, imp := range p.Imports {
+			if strings.HasPrefix(imp, module) {
+				dep := strings.TrimPrefix(imp, module)
+				if !permitted(fam, dep) {
+					bad = append(bad, rel+" imports "+dep+" (up or across the layering)")
+				}
+				continue
+			}
+			for _, f := range forbiddenExternal[fam] {
+				if strings.HasPrefix(imp, f) {
+					bad = append(bad, rel+" imports "+imp+" (forbidden for "+fam+")")
+				}
+			}
+		}
+	}
+	if n < 5 {
+		t.Fatalf("go list found only %d packages", n)
+	}
+	sort.Strings(bad)
+	for _, b := range bad {
+		t.Error(b)
+	}
+}
+
+func TestRuleCatchesUpwardEdge(t *testing.T) {
+	cases := []struct {
+		from, to string
+		ok       bool
+	}{
+		{"pkg/content/local", "pkg/meta", false},
+		{"pkg/meta", "pkg/content", true},
+		{"pkg/meta/gc", "pkg/meta", false},
+		{"pkg/snapshot/overlay", "pkg/snapshot/storage", true},
+		{"pkg/errdefs", "pkg/namespaces", false},
+		{"pkg/task/shim", "pkg/meta", false},
+		{"pkg/image/remote", "pkg/archive", true},
+		{"pkg/server", "pkg/cri", true},
+	}
+	for _, c := range cases {
+		if got := permitted(family(c.from), c.to); got != c.ok {
+			t.Errorf("%s -> %s: permitted=%v, want %v", c.from, c.to, got, c.ok)
+		}
+	}
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite: generated code up to date, gofmt, go vet, the
+# dependency-direction check and every test with the race detector.
+# Needs root (real overlay mounts, runc) and the packages of hack/deps.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+	echo "hack/test.sh: the tests mount filesystems and run containers: run as root" >&2
+	exit 1
+fi
+
+echo "--- generated code"
+hack/genproto.sh --check
+echo "--- gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change: $unformatted" >&2
+	exit 1
+fi
+echo "--- go vet"
+go vet ./...
+echo "--- go test"
+go test -race -count=1 -timeout 40m ./...
