@@ -1,0 +1,99 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
+	"github.com/cri-runtime/cri-runtime/pkg/snapshot/storage"
+)
+
+// tempPrefix names a directory being prepared; only NewSnapshotter removes
+// leftovers of it, when nothing can be in flight.
+const tempPrefix = "new-"
+
+// create makes the directories of the new snapshot key under a temporary
+// name, then records the snapshot and renames them into place in one
+// transaction, so that a record never lacks its directory.
+func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, parent string, opts []snapshot.Opt) (_ []snapshot.Mount, retErr error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(filepath.Join(s.root, "snapshots"), tempPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %q: %w", key, err)
+	}
+	defer func() {
+		if retErr != nil {
+			_ = os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Mkdir(filepath.Join(tmp, "fs"), 0o755); err != nil {
+		return nil, fmt.Errorf("snapshot %q: %w", key, err)
+	}
+	if kind == snapshot.KindActive {
+		if err := os.Mkdir(filepath.Join(tmp, "work"), 0o711); err != nil {
+			return nil, fmt.Errorf("snapshot %q: %w", key, err)
+		}
+	}
+
+	var (
+		sn      storage.Snapshot
+		renamed string
+	)
+	err = s.ms.Update(ctx, func(tx *storage.Tx) (err error) {
+		if sn, err = tx.CreateSnapshot(kind, key, parent, opts...); err != nil {
+			return err
+		}
+		if len(sn.ParentIDs) > 0 {
+			// The upper root must look like the lower root (owner), or
+			// the merged root would change owner on first write.
+			if err := copyRootOwner(s.fs(sn.ParentIDs[0]), filepath.Join(tmp, "fs")); err != nil {
+				return fmt.Errorf("snapshot %q: %w", key, err)
+			}
+		}
+		renamed = s.dir(sn.ID)
+		return os.Rename(tmp, renamed)
+	})
+	if err != nil {
+		if renamed != "" {
+			// The rename may have happened before the commit failed.
+			_ = os.RemoveAll(renamed)
+		}
+		return nil, err
+	}
+	return s.mounts(sn), nil
+}
+
+func copyRootOwner(from, to string) error {
+	fi, err := os.Stat(from)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%q: no stat data", from)
+	}
+	return os.Lchown(to, int(st.Uid), int(st.Gid))
+}
+
+// removeTemps removes the temporary directories of creates that a crash
+// interrupted.
+func removeTemps(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), tempPrefix) {
+			errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+		}
+	}
+	return errors.Join(errs...)
+}
