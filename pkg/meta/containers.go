@@ -1,0 +1,343 @@
+package meta
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	eventsv1 "github.com/cri-runtime/cri-runtime/api/events/v1"
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/filters"
+	"github.com/cri-runtime/cri-runtime/pkg/identifiers"
+	bolt "go.etcd.io/bbolt"
+)
+
+// ContainerStore stores container records. A container is a GC root for
+// its snapshot and its label references.
+type ContainerStore struct{ db *DB }
+
+// Containers returns the container store.
+func (db *DB) Containers() *ContainerStore { return &ContainerStore{db: db} }
+
+// Get returns the container id; NotFound if there is none.
+func (s *ContainerStore) Get(ctx context.Context, id string) (Container, error) {
+	ns, err := namespace(ctx)
+	if err != nil {
+		return Container{}, err
+	}
+	var c Container
+	err = s.db.view(ctx, func(btx *bolt.Tx) error {
+		bkt := nsBucket(btx, ns, bucketKeyContainers, []byte(id))
+		if bkt == nil {
+			return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+		}
+		c = readContainer(id, bkt)
+		return nil
+	})
+	return c, err
+}
+
+// List returns the containers matching any of fs (fields: id, image,
+// runtime.name, snapshotter, snapshotkey, sandboxid, labels.<key>), sorted
+// by ID.
+func (s *ContainerStore) List(ctx context.Context, fs ...string) ([]Container, error) {
+	ns, err := namespace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	filter, err := filters.ParseAll(fs...)
+	if err != nil {
+		return nil, err
+	}
+	var list []Container
+	err = s.db.view(ctx, func(btx *bolt.Tx) error {
+		bkt := nsBucket(btx, ns, bucketKeyContainers)
+		if bkt == nil {
+			return nil
+		}
+		return bkt.ForEachBucket(func(k []byte) error {
+			c := readContainer(string(k), bkt.Bucket(k))
+			if filter.Match(adaptContainer(c)) {
+				list = append(list, c)
+			}
+			return nil
+		})
+	})
+	return list, err
+}
+
+func adaptContainer(c Container) filters.Adaptor {
+	return filters.Map(fields(
+		"id", c.ID,
+		"image", c.Image,
+		"runtime.name", c.Runtime.Name,
+		"snapshotter", c.Snapshotter,
+		"snapshotkey", c.SnapshotKey,
+		"sandboxid", c.SandboxID,
+	), c.Labels)
+}
+
+// Create stores c; AlreadyExists if its ID is taken. A snapshot key must
+// name an existing snapshot of the namespace (NotFound otherwise).
+func (s *ContainerStore) Create(ctx context.Context, c Container) (Container, error) {
+	ns, err := namespace(ctx)
+	if err != nil {
+		return Container{}, err
+	}
+	if err := validateContainer(c); err != nil {
+		return Container{}, err
+	}
+	err = s.db.update(ctx, func(t *tx) error {
+		if err := s.db.checkSnapshotRef(t.Tx, ns, c); err != nil {
+			return err
+		}
+		cbkt, err := createNSBucket(t.Tx, ns, bucketKeyContainers)
+		if err != nil {
+			return err
+		}
+		bkt, err := cbkt.CreateBucket([]byte(c.ID))
+		if err == bolt.ErrBucketExists {
+			return fmt.Errorf("container %q: %w", c.ID, errdefs.ErrAlreadyExists)
+		}
+		if err != nil {
+			return err
+		}
+		c.CreatedAt = time.Now().UTC()
+		c.UpdatedAt = c.CreatedAt
+		if err := writeContainer(bkt, c); err != nil {
+			return err
+		}
+		t.publish(ns, "/containers/create", &eventsv1.ContainerCreate{Id: c.ID, Image: c.Image, Runtime: c.Runtime.Name})
+		return nil
+	})
+	if err != nil {
+		return Container{}, err
+	}
+	return c, nil
+}
+
+// Update changes the fields of the stored container c.ID named by
+// fieldpaths: "labels", "labels.<key>", "image", "spec", "snapshotter",
+// "snapshotkey", "runtime", "extensions", "extensions.<key>". None means
+// all of them. Other paths are InvalidArgument; NotFound if there is no
+// such container.
+func (s *ContainerStore) Update(ctx context.Context, c Container, fieldpaths ...string) (Container, error) {
+	ns, err := namespace(ctx)
+	if err != nil {
+		return Container{}, err
+	}
+	if err := identifiers.Validate(c.ID); err != nil {
+		return Container{}, fmt.Errorf("container: %w", err)
+	}
+	var updated Container
+	err = s.db.update(ctx, func(t *tx) error {
+		bkt := nsBucket(t.Tx, ns, bucketKeyContainers, []byte(c.ID))
+		if bkt == nil {
+			return fmt.Errorf("container %q: %w", c.ID, errdefs.ErrNotFound)
+		}
+		updated = readContainer(c.ID, bkt)
+		before, beforeLabels := updated.Snapshotter+"/"+updated.SnapshotKey, maps.Clone(updated.Labels)
+		if err := applyContainerPaths(&updated, c, fieldpaths); err != nil {
+			return err
+		}
+		if err := validateContainer(updated); err != nil {
+			return err
+		}
+		if updated.Snapshotter+"/"+updated.SnapshotKey != before {
+			if err := s.db.checkSnapshotRef(t.Tx, ns, updated); err != nil {
+				return err
+			}
+			t.dirty = true
+		}
+		t.dirty = t.dirty || droppedRefs(beforeLabels, updated.Labels)
+		updated.UpdatedAt = time.Now().UTC()
+		if err := writeContainer(bkt, updated); err != nil {
+			return err
+		}
+		t.publish(ns, "/containers/update", &eventsv1.ContainerUpdate{
+			Id: c.ID, Image: updated.Image, Labels: updated.Labels, SnapshotKey: updated.SnapshotKey,
+		})
+		return nil
+	})
+	if err != nil {
+		return Container{}, err
+	}
+	return updated, nil
+}
+
+func applyContainerPaths(dst *Container, src Container, fieldpaths []string) error {
+	if len(fieldpaths) == 0 {
+		fieldpaths = []string{"labels", "image", "spec", "snapshotter", "snapshotkey", "runtime", "extensions"}
+	}
+	for _, p := range fieldpaths {
+		if applyLabelPath(&dst.Labels, src.Labels, p) || applyExtensionPath(&dst.Extensions, src.Extensions, p) {
+			continue
+		}
+		switch p {
+		case "image":
+			dst.Image = src.Image
+		case "spec":
+			dst.Spec = src.Spec
+		case "snapshotter":
+			dst.Snapshotter = src.Snapshotter
+		case "snapshotkey":
+			dst.SnapshotKey = src.SnapshotKey
+		case "runtime":
+			dst.Runtime = src.Runtime
+		default:
+			return fmt.Errorf("container %q: cannot update field %q: %w", src.ID, p, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// applyExtensionPath is applyLabelPath for "extensions" and
+// "extensions.<key>".
+func applyExtensionPath(dst *map[string][]byte, src map[string][]byte, path string) bool {
+	if path == "extensions" {
+		*dst = maps.Clone(src)
+		return true
+	}
+	key, ok := strings.CutPrefix(path, "extensions.")
+	if !ok {
+		return false
+	}
+	if v, set := src[key]; set {
+		if *dst == nil {
+			*dst = map[string][]byte{}
+		}
+		(*dst)[key] = v
+	} else {
+		delete(*dst, key)
+	}
+	return true
+}
+
+// Delete removes the container id; NotFound if there is none. Its
+// snapshot is left to the collector.
+func (s *ContainerStore) Delete(ctx context.Context, id string) error {
+	ns, err := namespace(ctx)
+	if err != nil {
+		return err
+	}
+	return s.db.update(ctx, func(t *tx) error {
+		cbkt := nsBucket(t.Tx, ns, bucketKeyContainers)
+		if cbkt == nil || cbkt.Bucket([]byte(id)) == nil {
+			return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+		}
+		if err := cbkt.DeleteBucket([]byte(id)); err != nil {
+			return err
+		}
+		t.dirty = true
+		t.publish(ns, "/containers/delete", &eventsv1.ContainerDelete{Id: id})
+		return nil
+	})
+}
+
+func validateContainer(c Container) error {
+	if err := identifiers.Validate(c.ID); err != nil {
+		return fmt.Errorf("container: %w", err)
+	}
+	if c.Runtime.Name == "" {
+		return fmt.Errorf("container %q: runtime name must not be empty: %w", c.ID, errdefs.ErrInvalidArgument)
+	}
+	if c.SnapshotKey != "" && c.Snapshotter == "" {
+		return fmt.Errorf("container %q: snapshot key %q needs a snapshotter: %w", c.ID, c.SnapshotKey, errdefs.ErrInvalidArgument)
+	}
+	if c.Image != "" {
+		if err := validateImageName(c.Image); err != nil {
+			return fmt.Errorf("container %q: %w", c.ID, err)
+		}
+	}
+	if err := validateLabels(c.Labels); err != nil {
+		return fmt.Errorf("container %q: %w", c.ID, err)
+	}
+	return validateExtensions(c.ID, c.Extensions)
+}
+
+func validateExtensions(id string, ext map[string][]byte) error {
+	for k := range ext {
+		if k == "" {
+			return fmt.Errorf("%q: extension name must not be empty: %w", id, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// checkSnapshotRef checks that the snapshot a container names exists.
+func (db *DB) checkSnapshotRef(btx *bolt.Tx, ns string, c Container) error {
+	if c.SnapshotKey == "" {
+		return nil
+	}
+	if _, ok := db.snapshotters[c.Snapshotter]; !ok {
+		return fmt.Errorf("container %q: snapshotter %q: %w", c.ID, c.Snapshotter, errdefs.ErrNotFound)
+	}
+	if nsBucket(btx, ns, bucketKeySnapshots, []byte(c.Snapshotter), []byte(c.SnapshotKey)) == nil {
+		return fmt.Errorf("container %q: snapshot %q of %q: %w", c.ID, c.SnapshotKey, c.Snapshotter, errdefs.ErrNotFound)
+	}
+	return nil
+}
+
+func readContainer(id string, bkt *bolt.Bucket) Container {
+	return Container{
+		ID:          id,
+		Labels:      readLabels(bkt),
+		Image:       string(bkt.Get(keyImage)),
+		Runtime:     readRuntime(bkt),
+		Spec:        copyBytes(bkt.Get(keySpec)),
+		Snapshotter: string(bkt.Get(keySnapshotter)),
+		SnapshotKey: string(bkt.Get(keySnapshotKey)),
+		SandboxID:   string(bkt.Get(keySandboxID)),
+		Extensions:  readBytesMap(bkt.Bucket(bucketKeyExtensions)),
+		CreatedAt:   readTime(bkt, keyCreatedAt),
+		UpdatedAt:   readTime(bkt, keyUpdatedAt),
+	}
+}
+
+func writeContainer(bkt *bolt.Bucket, c Container) error {
+	if err := writeTimes(bkt, c.CreatedAt, c.UpdatedAt); err != nil {
+		return err
+	}
+	if err := writeLabels(bkt, c.Labels); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		key []byte
+		val string
+	}{
+		{keyImage, c.Image}, {keySnapshotter, c.Snapshotter},
+		{keySnapshotKey, c.SnapshotKey}, {keySandboxID, c.SandboxID},
+	} {
+		if err := putString(bkt, f.key, f.val); err != nil {
+			return err
+		}
+	}
+	if err := putBytes(bkt, keySpec, c.Spec); err != nil {
+		return err
+	}
+	if err := writeRuntime(bkt, c.Runtime); err != nil {
+		return err
+	}
+	return writeBytesMap(bkt, bucketKeyExtensions, c.Extensions)
+}
+
+func readRuntime(bkt *bolt.Bucket) Runtime {
+	rbkt := bkt.Bucket(bucketKeyRuntime)
+	if rbkt == nil {
+		return Runtime{}
+	}
+	return Runtime{Name: string(rbkt.Get(keyName)), Options: copyBytes(rbkt.Get(keyOptions))}
+}
+
+func writeRuntime(bkt *bolt.Bucket, r Runtime) error {
+	rbkt, err := bkt.CreateBucketIfNotExists(bucketKeyRuntime)
+	if err != nil {
+		return err
+	}
+	if err := putString(rbkt, keyName, r.Name); err != nil {
+		return err
+	}
+	return putBytes(rbkt, keyOptions, r.Options)
+}

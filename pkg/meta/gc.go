@@ -1,0 +1,194 @@
+package meta
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cri-runtime/cri-runtime/pkg/meta/gc"
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+)
+
+// DeleteOpt configures the delete of an image or a lease.
+type DeleteOpt func(*deleteOptions)
+
+type deleteOptions struct{ synchronous bool }
+
+// SynchronousDelete makes Delete return only after a collection that
+// started after the delete: what the deleted object alone held is gone.
+func SynchronousDelete() DeleteOpt {
+	return func(o *deleteOptions) { o.synchronous = true }
+}
+
+func (db *DB) afterDelete(ctx context.Context, opts []DeleteOpt) error {
+	var o deleteOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if !o.synchronous {
+		return nil
+	}
+	_, err := db.scheduler.ScheduleAndWait(ctx)
+	return err
+}
+
+// GarbageCollect runs one collection: it marks what the roots reach and
+// deletes the other records while writers are held off (Stats.MetaD), then
+// removes from the backends the blobs no namespace references any more
+// (Stats.ContentD), the ingests no record names and the swept snapshots
+// (Stats.SnapshotD). The first collection after Open also removes what a
+// crash left in the backends without a record.
+func (db *DB) GarbageCollect(ctx context.Context) (gc.Stats, error) {
+	db.gcMu.Lock()
+	defer db.gcMu.Unlock()
+	stats := gc.Stats{Removed: map[gc.ResourceType]int{}}
+	if err := errIfCanceled(ctx, "garbage collection"); err != nil {
+		return stats, err
+	}
+
+	start := time.Now()
+	db.wlock.Lock()
+	sw, err := db.markAndSweep(stats.Removed)
+	db.wlock.Unlock()
+	stats.MetaD = time.Since(start)
+	if err != nil {
+		return stats, err
+	}
+	if sw.unsynced {
+		if err := db.bdb.Sync(); err != nil {
+			return stats, fmt.Errorf("gc: sync the sweep: %w", err)
+		}
+	}
+
+	start = time.Now()
+	cerr := db.sweepContent(ctx, sw)
+	stats.ContentD = time.Since(start)
+
+	start = time.Now()
+	serr := db.sweepSnapshots(ctx, sw)
+	stats.SnapshotD = time.Since(start)
+
+	if cerr != nil {
+		return stats, cerr
+	}
+	if serr != nil {
+		return stats, serr
+	}
+	db.reconciled = true
+	return stats, nil
+}
+
+// swept is what the metadata sweep left for the backends.
+type swept struct {
+	content   []digest.Digest            // blobs whose record was deleted somewhere
+	ingests   []string                   // backend refs of deleted ingest records
+	snapshots map[string][]backendRemove // by snapshotter
+	unsynced  bool                       // the sweep is committed but not synced
+}
+
+// backendRemove is a backend snapshot to remove, with its backend parent
+// for ordering.
+type backendRemove struct{ key, parent string }
+
+// markAndSweep runs under wlock.Lock: one read pass builds the graph, the
+// mark runs in memory over node numbers, and a write transaction deletes
+// the garbage only if there is some.
+func (db *DB) markAndSweep(removed map[gc.ResourceType]int) (*swept, error) {
+	var garbage []gc.Node
+	if err := db.bdb.View(func(btx *bolt.Tx) error {
+		g := scanGraph(btx, time.Now(), db.gcHint)
+		db.gcHint = graphHint{nodes: len(g.nodes), blobs: g.maxBlobs}
+		garbage = g.garbage()
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	sw := &swept{snapshots: map[string][]backendRemove{}}
+	if len(garbage) == 0 {
+		return sw, nil
+	}
+	// The sweep commits without fsync, inside the pause; GarbageCollect
+	// syncs after the pause, before it removes anything from the backends.
+	// Safe to toggle: every other write transaction waits on wlock. A
+	// crash before the sync loses the sweep, not the consistency: the
+	// backends are untouched and the next collection sweeps again.
+	db.bdb.NoSync = true
+	defer func() { db.bdb.NoSync = false }()
+	err := db.bdb.Update(func(btx *bolt.Tx) error {
+		// Backend names first: a parent's record may be swept before
+		// its child's.
+		for _, n := range garbage {
+			if n.Type == gc.ResourceSnapshot {
+				db.planSnapshotRemoval(btx, n, sw)
+			}
+		}
+		for _, n := range garbage {
+			if err := db.sweepNode(btx, n, sw); err != nil {
+				return fmt.Errorf("gc sweep: %v: %w", n, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sw.unsynced = true
+	for _, n := range garbage {
+		removed[n.Type]++
+	}
+	return sw, nil
+}
+
+// sweepNode deletes the record of the garbage node n.
+func (db *DB) sweepNode(btx *bolt.Tx, n gc.Node, sw *swept) error {
+	switch n.Type {
+	case gc.ResourceContent:
+		sw.content = append(sw.content, digest.Digest(n.Key))
+		return blobsBucket(btx, n.Namespace).Delete([]byte(n.Key))
+	case gc.ResourceIngest:
+		ibkt := nsBucket(btx, n.Namespace, bucketKeyContent, bucketKeyIngests)
+		sw.ingests = append(sw.ingests, string(ibkt.Bucket([]byte(n.Key)).Get(keyRef)))
+		return ibkt.DeleteBucket([]byte(n.Key))
+	case gc.ResourceLease:
+		return nsBucket(btx, n.Namespace, bucketKeyLeases).DeleteBucket([]byte(n.Key))
+	case gc.ResourceSnapshot:
+		name, key, _ := cutSnapshotNode(n.Key)
+		bkt := nsBucket(btx, n.Namespace, bucketKeySnapshots, []byte(name))
+		s := db.snapshotters[name]
+		if s == nil {
+			// Records of a snapshotter this daemon no longer has: drop
+			// them; nothing can remove their backend snapshots.
+			return bkt.DeleteBucket([]byte(key))
+		}
+		return s.deleteRecord(btx, n.Namespace, bkt, readRecord(key, bkt.Bucket([]byte(key))))
+	}
+	return fmt.Errorf("unexpected node type %v", n.Type)
+}
+
+// planSnapshotRemoval records the backend key and backend parent of the
+// garbage snapshot n, to remove it from the backend after the sweep.
+func (db *DB) planSnapshotRemoval(btx *bolt.Tx, n gc.Node, sw *swept) {
+	name, key, _ := cutSnapshotNode(n.Key)
+	if db.snapshotters[name] == nil {
+		return
+	}
+	bkt := nsBucket(btx, n.Namespace, bucketKeySnapshots, []byte(name))
+	r := readRecord(key, bkt.Bucket([]byte(key)))
+	var bparent string
+	if pbkt := bkt.Bucket([]byte(r.info.Parent)); r.info.Parent != "" && pbkt != nil {
+		bparent = string(pbkt.Get(keyName))
+	}
+	sw.snapshots[name] = append(sw.snapshots[name], backendRemove{key: r.bkey, parent: bparent})
+}
+
+// snapshotNode is the node of the snapshot key of snapshotter name.
+func snapshotNode(ns, name, key string) gc.Node {
+	return gc.Node{Type: gc.ResourceSnapshot, Namespace: ns, Key: name + "/" + key}
+}
+
+// cutSnapshotNode splits a snapshot node's key into snapshotter and key.
+func cutSnapshotNode(k string) (name, key string, ok bool) {
+	return strings.Cut(k, "/")
+}

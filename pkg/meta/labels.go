@@ -1,0 +1,125 @@
+package meta
+
+import (
+	"fmt"
+	"maps"
+	"strings"
+
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+)
+
+// The labels the garbage collector reads. They may be set on content blobs
+// and snapshots (references and roots), on images, containers and sandboxes
+// (references), and on leases (expiry).
+const (
+	// LabelGCRoot marks a blob or snapshot as a root: kept whatever
+	// references it. Any value.
+	LabelGCRoot = "cri-runtime.io/gc.root"
+	// LabelGCRefContent, alone or followed by "." or "/" and any suffix
+	// ("cri-runtime.io/gc.ref.content.m.0"), references the blob whose
+	// digest is the label's value, in the same namespace.
+	LabelGCRefContent = "cri-runtime.io/gc.ref.content"
+	// LabelGCRefSnapshot followed by "." and a snapshotter name, and
+	// optionally "/" and any suffix
+	// ("cri-runtime.io/gc.ref.snapshot.overlayfs/0"), references the
+	// snapshot whose key is the label's value in that snapshotter, in the
+	// same namespace. GCRefSnapshotLabel builds the key.
+	LabelGCRefSnapshot = "cri-runtime.io/gc.ref.snapshot"
+	// LabelGCExpire holds the expiry of a lease, RFC 3339.
+	LabelGCExpire = "cri-runtime.io/gc.expire"
+
+	// labelGCPrefix is what every GC label starts with.
+	labelGCPrefix = "cri-runtime.io/gc."
+)
+
+// maxLabelSize bounds the key plus the value of one label, in bytes.
+const maxLabelSize = 4096
+
+// GCRefSnapshotLabel returns the label key that references a snapshot of
+// snapshotter; suffix, if not empty, tells several such labels apart.
+func GCRefSnapshotLabel(snapshotter, suffix string) string {
+	if suffix == "" {
+		return LabelGCRefSnapshot + "." + snapshotter
+	}
+	return LabelGCRefSnapshot + "." + snapshotter + "/" + suffix
+}
+
+// isContentRef reports whether key is a LabelGCRefContent label.
+func isContentRef(key string) bool {
+	rest, ok := strings.CutPrefix(key, LabelGCRefContent)
+	return ok && (rest == "" || rest[0] == '.' || rest[0] == '/')
+}
+
+// snapshotRef returns the snapshotter a LabelGCRefSnapshot label key
+// names; ok is false for any other key.
+func snapshotRef(key string) (snapshotter string, ok bool) {
+	rest, ok := strings.CutPrefix(key, LabelGCRefSnapshot+".")
+	if !ok || rest == "" {
+		return "", false
+	}
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest, rest != ""
+}
+
+// validateLabels checks the size and shape of labels.
+func validateLabels(labels map[string]string) error {
+	for k, v := range labels {
+		if k == "" {
+			return fmt.Errorf("label key must not be empty: %w", errdefs.ErrInvalidArgument)
+		}
+		if len(k)+len(v) > maxLabelSize {
+			return fmt.Errorf("label %q is longer than %d bytes: %w", k, maxLabelSize, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// applyLabelPath applies the field path "labels" or "labels.<key>" of src
+// to dst and reports whether path was one of those.
+func applyLabelPath(dst *map[string]string, src map[string]string, path string) bool {
+	if path == "labels" {
+		*dst = maps.Clone(src)
+		return true
+	}
+	key, ok := strings.CutPrefix(path, "labels.")
+	if !ok {
+		return false
+	}
+	if v, set := src[key]; set {
+		if *dst == nil {
+			*dst = map[string]string{}
+		}
+		(*dst)[key] = v
+	} else {
+		delete(*dst, key)
+	}
+	return true
+}
+
+// droppedRefs reports whether going from labels before to after removed
+// or changed a GC label: what it referenced may now be garbage.
+func droppedRefs(before, after map[string]string) bool {
+	for k, v := range before {
+		if strings.HasPrefix(k, labelGCPrefix) {
+			if nv, ok := after[k]; !ok || nv != v {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// fields builds the fields of a filters.Map from key, value pairs; a field
+// with an empty value is absent, so that a bare field name in a filter
+// tests that it is set.
+func fields(kv ...string) map[string]string {
+	m := make(map[string]string, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			m[kv[i]] = kv[i+1]
+		}
+	}
+	return m
+}
