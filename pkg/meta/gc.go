@@ -34,8 +34,9 @@ func (db *DB) afterDelete(ctx context.Context, opts []DeleteOpt) error {
 	return err
 }
 
-// GarbageCollect runs one collection: it marks what the roots reach and
-// deletes the other records while writers are held off (Stats.MetaD), then
+// GarbageCollect runs one collection: it marks what the roots reach while
+// writers run, deletes the other records while writers are held off
+// (Stats.MetaD: zero when there is no garbage), then
 // removes from the backends the blobs no namespace references any more
 // (Stats.ContentD), the ingests no record names and the swept snapshots
 // (Stats.SnapshotD). The first collection after Open also removes what a
@@ -48,13 +49,21 @@ func (db *DB) GarbageCollect(ctx context.Context) (gc.Stats, error) {
 		return stats, err
 	}
 
-	start := time.Now()
-	db.wlock.Lock()
-	sw, err := db.markAndSweep(stats.Removed)
-	db.wlock.Unlock()
-	stats.MetaD = time.Since(start)
+	// Mark first with writers running, then hold them off only to sweep.
+	garbage, txid, err := db.mark()
 	if err != nil {
 		return stats, err
+	}
+	sw := &swept{snapshots: map[string][]backendRemove{}}
+	if len(garbage) > 0 {
+		start := time.Now()
+		db.wlock.Lock()
+		sw, err = db.sweep(garbage, txid, stats.Removed)
+		db.wlock.Unlock()
+		stats.MetaD = time.Since(start)
+		if err != nil {
+			return stats, err
+		}
 	}
 	if sw.unsynced {
 		if err := db.bdb.Sync(); err != nil {
@@ -62,7 +71,7 @@ func (db *DB) GarbageCollect(ctx context.Context) (gc.Stats, error) {
 		}
 	}
 
-	start = time.Now()
+	start := time.Now()
 	cerr := db.sweepContent(ctx, sw)
 	stats.ContentD = time.Since(start)
 
@@ -92,23 +101,33 @@ type swept struct {
 // for ordering.
 type backendRemove struct{ key, parent string }
 
-// markAndSweep runs under wlock.Lock: one read pass builds the graph, the
-// mark runs in memory over node numbers, and a write transaction deletes
-// the garbage only if there is some.
-func (db *DB) markAndSweep(removed map[gc.ResourceType]int) (*swept, error) {
+// mark reads the whole graph in one read transaction, without holding off
+// writers, and returns the garbage and the ID of the transaction it saw.
+func (db *DB) mark() ([]gc.Node, int, error) {
 	var garbage []gc.Node
-	if err := db.bdb.View(func(btx *bolt.Tx) error {
-		g := scanGraph(btx, time.Now(), db.gcHint)
-		db.gcHint = graphHint{nodes: len(g.nodes), blobs: g.maxBlobs}
-		garbage = g.garbage()
+	var txid int
+	err := db.bdb.View(func(btx *bolt.Tx) error {
+		garbage, txid = db.scanGarbage(btx), btx.ID()
 		return nil
-	}); err != nil {
-		return nil, err
-	}
+	})
+	return garbage, txid, err
+}
+
+func (db *DB) scanGarbage(btx *bolt.Tx) []gc.Node {
+	g := scanGraph(btx, time.Now(), db.gcHint)
+	db.gcHint = graphHint{nodes: len(g.nodes), blobs: g.maxBlobs}
+	return g.garbage()
+}
+
+// sweep runs under wlock.Lock and deletes the garbage records in one write
+// transaction. The mark is optimistic: it holds only if no write committed
+// since the mark's read transaction txid, which bolt tells by numbering
+// every write transaction one past the last committed one. Otherwise the
+// graph is marked again inside the write transaction, writers held off.
+// One read pass builds the graph and the mark runs in memory over node
+// numbers, so even that pause is short.
+func (db *DB) sweep(garbage []gc.Node, txid int, removed map[gc.ResourceType]int) (*swept, error) {
 	sw := &swept{snapshots: map[string][]backendRemove{}}
-	if len(garbage) == 0 {
-		return sw, nil
-	}
 	// The sweep commits without fsync, inside the pause; GarbageCollect
 	// syncs after the pause, before it removes anything from the backends.
 	// Safe to toggle: every other write transaction waits on wlock. A
@@ -117,6 +136,9 @@ func (db *DB) markAndSweep(removed map[gc.ResourceType]int) (*swept, error) {
 	db.bdb.NoSync = true
 	defer func() { db.bdb.NoSync = false }()
 	err := db.bdb.Update(func(btx *bolt.Tx) error {
+		if btx.ID() != txid+1 {
+			garbage = db.scanGarbage(btx)
+		}
 		// Backend names first: a parent's record may be swept before
 		// its child's.
 		for _, n := range garbage {
@@ -134,7 +156,7 @@ func (db *DB) markAndSweep(removed map[gc.ResourceType]int) (*swept, error) {
 	if err != nil {
 		return nil, err
 	}
-	sw.unsynced = true
+	sw.unsynced = len(garbage) > 0
 	for _, n := range garbage {
 		removed[n.Type]++
 	}
