@@ -1,0 +1,85 @@
+package service
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/meta/gc"
+)
+
+// Config is the [image] section of the daemon's configuration.
+type Config struct {
+	// ConfigPath is the directory of registry host configurations in the
+	// hosts.toml layout of containerd (<config_path>/<host>/hosts.toml,
+	// _default). Path; "" for none; default "/etc/cri-runtime/certs.d".
+	ConfigPath string `toml:"config_path" comment:"config_path is the directory of registry host configurations in containerd's hosts.toml layout\n(<config_path>/<host>/hosts.toml, _default). Path, \"\" for none; default \"/etc/cri-runtime/certs.d\"."`
+
+	// Snapshotter names the snapshotter images are unpacked into.
+	// Default "overlayfs".
+	Snapshotter string `toml:"snapshotter" comment:"snapshotter is the snapshotter images are unpacked into. Default \"overlayfs\"."`
+
+	// MaxConcurrentDownloads bounds the blobs one pull fetches at once.
+	// Count, >= 1; default 3.
+	MaxConcurrentDownloads int `toml:"max_concurrent_downloads" comment:"max_concurrent_downloads bounds the blobs one pull fetches at once. Count, >= 1; default 3."`
+
+	// StallTimeout cancels a blob fetch that received no byte for that
+	// long; the pull then fails with an Unavailable error naming the blob
+	// (Unavailable, not DeadlineExceeded: the registry stopped sending, and
+	// a retry may well succeed). Duration string, > 0; default "1m".
+	StallTimeout gc.Duration `toml:"stall_timeout" comment:"stall_timeout cancels a blob fetch that received no byte for that long (an Unavailable error naming\nthe blob). Duration string, > 0; default \"1m\"."`
+
+	// MaxLayerSize bounds the bytes one layer may expand to once
+	// decompressed: the defence against decompression bombs. Bytes, >= 1;
+	// default 32 GiB.
+	MaxLayerSize int64 `toml:"max_layer_size" comment:"max_layer_size bounds the bytes one layer may expand to once decompressed (decompression bombs).\nBytes, >= 1; default 34359738368 (32 GiB)."`
+
+	// MaxUnpackParallel bounds the layers applied at once, when the
+	// snapshotter lets layers be applied independently (overlayfs).
+	// Count, >= 1; default 2 (one per core of a small node: applying is
+	// CPU-bound by decompression).
+	MaxUnpackParallel int `toml:"max_unpack_parallel" comment:"max_unpack_parallel bounds the layers applied at once when the snapshotter allows it (overlayfs).\nCount, >= 1; default 2."`
+}
+
+// Defaults of Config.
+const (
+	DefaultConfigPath             = "/etc/cri-runtime/certs.d"
+	DefaultSnapshotter            = "overlayfs"
+	DefaultMaxConcurrentDownloads = 3
+	DefaultStallTimeout           = time.Minute
+	DefaultMaxLayerSize           = 32 << 30
+	DefaultMaxUnpackParallel      = 2
+)
+
+// DefaultConfig returns the configuration documented on each field.
+func DefaultConfig() Config {
+	return Config{
+		ConfigPath:             DefaultConfigPath,
+		Snapshotter:            DefaultSnapshotter,
+		MaxConcurrentDownloads: DefaultMaxConcurrentDownloads,
+		StallTimeout:           gc.Duration(DefaultStallTimeout),
+		MaxLayerSize:           DefaultMaxLayerSize,
+		MaxUnpackParallel:      DefaultMaxUnpackParallel,
+	}
+}
+
+// Validate returns an InvalidArgument error naming the first field, by its
+// TOML key, whose value is out of range.
+func (c Config) Validate() error {
+	bad := func(key string, v any, want string) error {
+		return fmt.Errorf("image config: %s = %v: must be %s: %w", key, v, want, errdefs.ErrInvalidArgument)
+	}
+	switch {
+	case c.Snapshotter == "":
+		return bad("snapshotter", `""`, "a snapshotter name")
+	case c.MaxConcurrentDownloads < 1:
+		return bad("max_concurrent_downloads", c.MaxConcurrentDownloads, ">= 1")
+	case c.StallTimeout <= 0:
+		return bad("stall_timeout", c.StallTimeout, "> 0")
+	case c.MaxLayerSize < 1:
+		return bad("max_layer_size", c.MaxLayerSize, ">= 1")
+	case c.MaxUnpackParallel < 1:
+		return bad("max_unpack_parallel", c.MaxUnpackParallel, ">= 1")
+	}
+	return nil
+}

@@ -1,0 +1,285 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"k8s.io/klog/v2"
+	"oras.land/oras-go/v2/registry/remote/auth"
+
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/image"
+	"github.com/cri-runtime/cri-runtime/pkg/image/reference"
+	"github.com/cri-runtime/cri-runtime/pkg/image/remote"
+	"github.com/cri-runtime/cri-runtime/pkg/meta"
+	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
+)
+
+const (
+	// pullLeaseExpiry bounds how long the lease of a pull holds what it
+	// fetched should the daemon die before dropping it.
+	pullLeaseExpiry = time.Hour
+	// cleanupTimeout bounds the cleanup after a failed pull and the
+	// deletion of a pull's lease.
+	cleanupTimeout = 30 * time.Second
+)
+
+// PullOpt configures a pull.
+type PullOpt func(*pullOptions)
+
+type pullOptions struct {
+	platforms []ocispec.Platform // none: the host's
+	all       bool
+	cred      auth.CredentialFunc
+	static    *remote.Credential // bound to the reference's host by Pull
+	credID    string
+	progress  func(Progress)
+}
+
+// WithPlatform pulls (and unpacks) the image for p instead of the host's
+// platform. Given several times, the first that the index has wins.
+func WithPlatform(p ocispec.Platform) PullOpt {
+	return func(o *pullOptions) { o.platforms = append(o.platforms, image.NormalizePlatform(p)) }
+}
+
+// WithAllPlatforms fetches the manifests of every platform of an index.
+// Only the best one for the host (or for WithPlatform) is unpacked.
+func WithAllPlatforms() PullOpt {
+	return func(o *pullOptions) { o.all = true }
+}
+
+// WithCredential authenticates to the registry of the reference (and to it
+// only, not to its mirrors) with cred, as the CRI's AuthConfig gives it.
+func WithCredential(cred remote.Credential) PullOpt {
+	return func(o *pullOptions) {
+		o.cred = nil
+		h := sha256.Sum256([]byte(cred.Username + "\x00" + cred.Password + "\x00" + cred.RefreshToken + "\x00" + cred.AccessToken))
+		o.credID = "static:" + hex.EncodeToString(h[:])
+		o.static = &cred
+	}
+}
+
+// WithCredentialFunc authenticates with fn (a Docker config file, say).
+// id names the identity fn stands for: pulls with the same reference,
+// platforms and id are deduplicated; "" never deduplicates with another.
+func WithCredentialFunc(id string, fn auth.CredentialFunc) PullOpt {
+	return func(o *pullOptions) {
+		o.cred, o.static = fn, nil
+		if id == "" {
+			id = "anonymous-func:" + strconv.FormatUint(uniqueSeq.Add(1), 10)
+		}
+		o.credID = "func:" + id
+	}
+}
+
+// WithProgress calls fn with every progress event of the pull, from one
+// goroutine at a time. fn must return quickly: it holds the pull up.
+func WithProgress(fn func(Progress)) PullOpt {
+	return func(o *pullOptions) { o.progress = fn }
+}
+
+var uniqueSeq atomic.Uint64
+
+// matcher is the platform matcher of the fetch; unpackMatcher that of the
+// manifest to unpack.
+func (o *pullOptions) matcher() image.Matcher {
+	switch {
+	case o.all:
+		return image.AllPlatforms()
+	case len(o.platforms) > 0:
+		return image.Ordered(o.platforms...)
+	}
+	return image.Only(image.DefaultPlatform())
+}
+
+func (o *pullOptions) unpackMatcher() image.Matcher {
+	if len(o.platforms) > 0 {
+		return image.Ordered(o.platforms...)
+	}
+	return image.Only(image.DefaultPlatform())
+}
+
+// key identifies the pulls that one fetch can serve.
+func (o *pullOptions) key(ns, ref string) string {
+	ps := "host"
+	if len(o.platforms) > 0 {
+		ps = ""
+		for _, p := range o.platforms {
+			ps += image.FormatPlatform(p) + ","
+		}
+	}
+	return fmt.Sprintf("%s\x00%s\x00%s\x00%v\x00%s", ns, ref, ps, o.all, o.credID)
+}
+
+// Pull fetches and unpacks the image ref and records it under its
+// normalised name. A pull of the same reference, platforms and
+// credentials already in progress is joined rather than repeated: the
+// caller waits for it and gets its result. Cancelling ctx abandons the
+// wait; the pull itself stops when no caller waits for it any more.
+func (s *Service) Pull(ctx context.Context, ref string, opts ...PullOpt) (meta.Image, error) {
+	var o pullOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return meta.Image{}, err
+	}
+	if o.static != nil {
+		named, err := reference.ParseNormalizedNamed(ref)
+		if err != nil {
+			return meta.Image{}, err
+		}
+		o.cred = remote.StaticCredentials(named.Domain, *o.static)
+	}
+	f, fctx, first := s.flights.join(ctx, o.key(ns, ref), o.progress)
+	if first {
+		cancel := f.cancel
+		go func() {
+			defer cancel()
+			f.img, f.err = s.pull(fctx, ref, &o, &f.rep)
+			s.flights.finish(f)
+		}()
+	} else {
+		klog.FromContext(ctx).V(2).Info("Joining a pull in progress", "image", ref)
+	}
+	select {
+	case <-f.done:
+		return f.img, f.err
+	case <-ctx.Done():
+		s.flights.leave(f)
+		return meta.Image{}, fmt.Errorf("pull %s: %w", ref, ctx.Err())
+	}
+}
+
+// pull is one pull, run by its flight: the named steps of the flow.
+func (s *Service) pull(ctx context.Context, ref string, o *pullOptions, rep *reporter) (_ meta.Image, retErr error) {
+	start := time.Now()
+	log := klog.FromContext(ctx).WithValues("image", ref)
+	ctx = klog.NewContext(ctx, log)
+	log.V(2).Info("Pull started")
+	base := ctx
+	ctx, done, err := meta.WithLease(ctx, s.db.Leases(), meta.WithExpiration(pullLeaseExpiry))
+	if err != nil {
+		return meta.Image{}, fmt.Errorf("pull %s: lease: %w", ref, err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if err := done(cctx); err != nil {
+			log.Error(err, "Pull lease not deleted; it expires on its own")
+		}
+	}()
+
+	resolver := s.resolver
+	if o.cred != nil {
+		ropts := s.ropts
+		ropts.Credentials = o.cred
+		resolver = remote.NewResolver(ropts)
+	}
+	name, desc, err := resolver.Resolve(ctx, ref)
+	if err != nil {
+		return meta.Image{}, err
+	}
+	fetcher, err := resolver.Fetcher(ctx, name)
+	if err != nil {
+		return meta.Image{}, err
+	}
+	p := newPuller(s, base, fetcher, o, rep)
+	if err := p.run(ctx, desc); err != nil {
+		return meta.Image{}, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	img, err := s.putImage(ctx, name, desc)
+	if err != nil {
+		return meta.Image{}, err
+	}
+	sum := p.stats.summary()
+	sum.Name, sum.Target, sum.Elapsed = name, desc, time.Since(start)
+	rep.emit(Progress{Desc: desc, State: StateDone, Offset: desc.Size, Total: desc.Size, Summary: sum})
+	log.V(2).Info("Pull done", "name", name, "digest", desc.Digest, "elapsed", sum.Elapsed,
+		"fetched", sum.Fetched, "bytes", sum.FetchedBytes, "unpacked", sum.Unpacked, "streamed", sum.Streamed)
+	return img, nil
+}
+
+// putImage records name → target, creating the image or moving its target.
+func (s *Service) putImage(ctx context.Context, name string, target ocispec.Descriptor) (meta.Image, error) {
+	target.Platform = nil
+	img := meta.Image{Name: name, Target: target}
+	created, err := s.db.Images().Create(ctx, img)
+	if err == nil {
+		return created, nil
+	}
+	if !errdefs.IsAlreadyExists(err) {
+		return meta.Image{}, err
+	}
+	return s.db.Images().Update(ctx, img, "target")
+}
+
+// flight is one pull in progress and the callers waiting for it.
+type flight struct {
+	key    string
+	done   chan struct{}
+	rep    reporter
+	cancel context.CancelFunc // cancels the pull; set by join
+
+	// set before done is closed
+	img meta.Image
+	err error
+
+	waiters int // guarded by flights.mu
+}
+
+// flights deduplicates concurrent pulls.
+type flights struct {
+	mu sync.Mutex // guards m and every flight's waiters
+	m  map[string]*flight
+}
+
+// join returns the flight of key. When there is none it makes one, with
+// the context it must run under (ctx's values, its own cancellation), and
+// first true: the caller must run it.
+func (fs *flights) join(ctx context.Context, key string, progress func(Progress)) (f *flight, fctx context.Context, first bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f, ok := fs.m[key]
+	if !ok {
+		f = &flight{key: key, done: make(chan struct{})}
+		fctx, f.cancel = context.WithCancel(context.WithoutCancel(ctx))
+		fs.m[key] = f
+	}
+	f.waiters++
+	f.rep.subscribe(progress)
+	return f, fctx, !ok
+}
+
+// leave is called by a caller that stops waiting; the last one cancels the
+// pull and lets later callers start a new one.
+func (fs *flights) leave(f *flight) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f.waiters--
+	if f.waiters > 0 {
+		return
+	}
+	if fs.m[f.key] == f {
+		delete(fs.m, f.key)
+	}
+	f.cancel()
+}
+
+// finish publishes the result of f to its waiters.
+func (fs *flights) finish(f *flight) {
+	fs.mu.Lock()
+	if fs.m[f.key] == f {
+		delete(fs.m, f.key)
+	}
+	fs.mu.Unlock()
+	close(f.done)
+}
