@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cri-runtime/cri-runtime/pkg/client"
+	"github.com/cri-runtime/cri-runtime/pkg/meta"
+)
+
+func newLeasesCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "leases",
+		Aliases: []string{"lease"},
+		Short:   "Manage leases, which hold resources against garbage collection",
+	}
+	cmd.AddCommand(leasesCreateCommand(g), leasesListCommand(g), leasesRemoveCommand(g))
+	return cmd
+}
+
+func leasesCreateCommand(g *globals) *cobra.Command {
+	var id string
+	var expires time.Duration
+	cmd := &cobra.Command{
+		Use:   "create [KEY=VALUE...]",
+		Short: "Create a lease and print its ID",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			labels, err := parseLabels(args)
+			if err != nil {
+				return err
+			}
+			ctx, c, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			opts := []client.LeaseOpt{client.WithLeaseLabels(labels)}
+			if id != "" {
+				opts = append(opts, client.WithLeaseID(id))
+			}
+			if expires != 0 {
+				opts = append(opts, client.WithExpiration(expires))
+			}
+			l, err := c.Leases().Create(ctx, opts...)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), l.ID)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&id, "id", "", "lease ID (default: generated)")
+	cmd.Flags().DurationVar(&expires, "expires", 0, "expire the lease after this duration (default: never)")
+	return cmd
+}
+
+func leasesListCommand(g *globals) *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:     "ls [FILTER...]",
+		Aliases: []string{"list"},
+		Short:   "List leases matching any of the filters",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, c, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			list, err := c.Leases().List(ctx, args...)
+			if err != nil {
+				return err
+			}
+			if quiet {
+				for _, l := range list {
+					fmt.Fprintln(cmd.OutOrStdout(), l.ID)
+				}
+				return nil
+			}
+			tw := newTable(cmd)
+			fmt.Fprintln(tw, "ID\tCREATED\tEXPIRES\tLABELS")
+			for _, l := range list {
+				expires := "-"
+				if !l.ExpiresAt.IsZero() {
+					expires = l.ExpiresAt.Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", l.ID, l.CreatedAt.Format(time.RFC3339), expires, formatLabels(l.Labels))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the IDs")
+	return cmd
+}
+
+func leasesRemoveCommand(g *globals) *cobra.Command {
+	var sync bool
+	cmd := &cobra.Command{
+		Use:     "rm ID...",
+		Aliases: []string{"remove", "delete"},
+		Short:   "Remove leases",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, c, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var opts []client.DeleteOpt
+			if sync {
+				opts = append(opts, client.SynchronousDelete())
+			}
+			for _, id := range args {
+				if err := c.Leases().Delete(ctx, meta.Lease{ID: id}, opts...); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), id)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&sync, "sync", false, "return after garbage collection has removed what only the leases held")
+	return cmd
+}

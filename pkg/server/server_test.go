@@ -1,0 +1,216 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cri-runtime/cri-runtime/pkg/content"
+	"github.com/cri-runtime/cri-runtime/pkg/content/local"
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/meta"
+	"github.com/cri-runtime/cri-runtime/pkg/meta/gc"
+	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
+	"github.com/cri-runtime/cri-runtime/pkg/server"
+	"github.com/cri-runtime/cri-runtime/pkg/server/servertest"
+)
+
+func TestSocketAndDirectoriesArePrivate(t *testing.T) {
+	d := servertest.Start(t)
+	fi, err := os.Stat(d.Config.GRPC.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v, want a socket with 0600", fi.Mode())
+	}
+	for _, dir := range []string{filepath.Dir(d.Config.GRPC.Address), d.Config.Root, d.Config.State, filepath.Join(d.Config.Root, "content")} {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o700 {
+			t.Errorf("directory %s has mode %v, want 0700", dir, fi.Mode().Perm())
+		}
+	}
+	// A second daemon on a live socket is refused, and leaves it alone.
+	cfg := d.Config
+	cfg.Root, cfg.State, cfg.Metrics.Address = t.TempDir(), t.TempDir(), ""
+	if _, err := server.New(context.Background(), cfg); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("second daemon on a live socket: %v, want AlreadyExists", err)
+	}
+	if _, err := d.Client.Namespaces().List(context.Background()); err != nil {
+		t.Fatalf("first daemon after the refused second: %v", err)
+	}
+}
+
+func TestStaleSocketIsReplaced(t *testing.T) {
+	cfg := servertest.Config(t)
+	if err := os.MkdirAll(filepath.Dir(cfg.GRPC.Address), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// A socket left by a daemon that died: nothing listens on it.
+	l, err := net.Listen("unix", cfg.GRPC.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	if _, err := os.Stat(cfg.GRPC.Address); err != nil {
+		t.Fatalf("stale socket not left behind: %v", err)
+	}
+	d := servertest.StartWith(t, cfg)
+	if _, err := d.Client.Namespaces().List(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cfg.GRPC.Address); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket after stop: %v, want it removed", err)
+	}
+}
+
+func TestNotASocketIsRefused(t *testing.T) {
+	cfg := servertest.Config(t)
+	os.MkdirAll(filepath.Dir(cfg.GRPC.Address), 0o700)
+	if err := os.WriteFile(cfg.GRPC.Address, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := server.New(context.Background(), cfg)
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), cfg.GRPC.Address) {
+		t.Fatalf("New over a regular file: %v, want FailedPrecondition naming it", err)
+	}
+	if b, _ := os.ReadFile(cfg.GRPC.Address); string(b) != "precious" {
+		t.Fatal("the file was touched")
+	}
+}
+
+func TestNewRejectsInvalidConfig(t *testing.T) {
+	cfg := servertest.Config(t)
+	cfg.Snapshotter = "btrfs"
+	if _, err := server.New(context.Background(), cfg); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "btrfs") {
+		t.Fatalf("New with a bad snapshotter: %v", err)
+	}
+}
+
+func scrape(t *testing.T, d *servertest.Daemon) string {
+	t.Helper()
+	resp, err := http.Get("http://" + d.Server.MetricsAddress() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	return string(b)
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	d := servertest.Start(t)
+	ctx := namespaces.WithNamespace(context.Background(), "metrics")
+	blob := []byte(strings.Repeat("metrics!", 1000))
+	desc := ocispec.Descriptor{Digest: digest.FromBytes(blob), Size: int64(len(blob))}
+	if err := content.WriteBlob(ctx, d.Client.ContentStore(), "m-1", strings.NewReader(string(blob)), desc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Client.Images().Get(ctx, "missing"); !errdefs.IsNotFound(err) {
+		t.Fatalf("Get: %v", err)
+	}
+	if _, err := d.Client.Leases().Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Server.DB().GCScheduler().ScheduleAndWait(ctx); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	body := scrape(t, d)
+	for _, want := range []string{
+		`cri_runtime_grpc_server_handling_seconds_bucket{code="NotFound",method="/cri_runtime.services.images.v1.Images/Get",le=`,
+		`cri_runtime_grpc_server_handling_seconds_count{code="OK",method="/cri_runtime.services.content.v1.Content/Write"} 1`,
+		`cri_runtime_grpc_server_handled_total{code="OK",method="/cri_runtime.services.leases.v1.Leases/Create"} 1`,
+		`cri_runtime_grpc_server_started_total{method="/cri_runtime.services.images.v1.Images/Get"} 1`,
+		`cri_runtime_content_ingested_bytes_total 8000`,
+		`cri_runtime_gc_runs_total `,
+		`cri_runtime_gc_pause_seconds_bucket{le=`,
+		`go_goroutines `,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", body)
+	}
+}
+
+func TestMetricsDisabled(t *testing.T) {
+	d := servertest.Start(t, func(c *server.Config) { c.Metrics.Address = "" })
+	if a := d.Server.MetricsAddress(); a != "" {
+		t.Fatalf("metrics served on %q although disabled", a)
+	}
+}
+
+// TestStopClosesDatabase checks that Stop releases the bolt file: another
+// process (here, meta.Open) can open it at once.
+func TestStopClosesDatabase(t *testing.T) {
+	d := servertest.Start(t)
+	ctx := namespaces.WithNamespace(context.Background(), "stop")
+	if _, err := d.Client.Leases().Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Stop(); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	cs, err := local.NewStore(filepath.Join(d.Config.Root, "content"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	db, err := meta.Open(ctx, filepath.Join(d.Config.Root, "meta.db"), cs, nil)
+	if err != nil {
+		t.Fatalf("meta.Open after Stop: %v", err)
+	}
+	defer db.Close()
+	if err := db.Check(ctx); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if l, err := db.Leases().List(ctx); err != nil || len(l) != 1 {
+		t.Fatalf("leases after restart: %v, %v", l, err)
+	}
+}
+
+// TestStopEndsSubscriptions guards against an event subscription holding
+// a graceful stop until its timeout.
+func TestStopEndsSubscriptions(t *testing.T) {
+	d := servertest.Start(t, func(c *server.Config) { c.GRPC.ShutdownTimeout = gc.Duration(time.Minute) })
+	ctx := namespaces.WithNamespace(context.Background(), "stop")
+	envs, errs := d.Client.Events().Subscribe(ctx)
+	start := time.Now()
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("Stop took %v with a subscription open", took)
+	}
+	for range envs {
+	}
+	if err := <-errs; !errdefs.IsUnavailable(err) {
+		t.Fatalf("subscription ended with %v, want Unavailable", err)
+	}
+}
