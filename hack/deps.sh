@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(runc crun containernetworking-plugins busybox-static docker-registry skopeo protobuf-compiler iproute2 iptables git)
+pkgs=(runc crun containernetworking-plugins busybox-static docker-registry skopeo protobuf-compiler isal pigz iproute2 iptables git curl bc)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

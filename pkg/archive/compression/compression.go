@@ -16,7 +16,6 @@ import (
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/klauspost/compress/zstd"
-	"github.com/klauspost/pgzip"
 )
 
 // Compression is the compression of a layer blob.
@@ -97,11 +96,8 @@ func DecompressStream(r io.Reader) (io.ReadCloser, Compression, error) {
 	c := Detect(head)
 	switch c {
 	case Gzip:
-		zr, err := pgzip.NewReaderN(br, gzipBlockSize, gzipBlocks)
-		if err != nil {
-			return nil, c, fmt.Errorf("gzip header: %w: %w", err, errdefs.ErrInvalidArgument)
-		}
-		return zr, c, nil
+		zr, err := newGzipReader(br)
+		return zr, c, err
 	case Zstd:
 		zr, err := zstd.NewReader(br,
 			zstd.WithDecoderConcurrency(zstdConcurrency),
