@@ -15,11 +15,17 @@ import (
 )
 
 // Check verifies the database as fsck would: the schema version, that no
-// bucket or key is out of place, that every reference resolves (image
-// targets, containers' snapshots, lease resources, snapshot parents and
-// children, GC label references) and that every blob and snapshot record
-// has its backend object. It holds writers and the collector off while it
-// runs and returns an Internal error listing every problem.
+// bucket or key is out of place, that every strong reference resolves
+// (image targets, containers' snapshots, lease resources, snapshot parents
+// and children) and that every blob and snapshot record has its backend
+// object. It holds writers and the collector off while it runs and returns
+// an Internal error listing every problem.
+//
+// GC label references (LabelGCRefContent, LabelGCRefSnapshot) are weak, as
+// the collector reads them, and are not checked: an index names the
+// manifests of every platform though a pull fetches one, a manifest the
+// layers a pull skipped because their snapshots exist, and a failed pull
+// the blobs it never reached.
 func (db *DB) Check(ctx context.Context) error {
 	db.gcMu.Lock()
 	defer db.gcMu.Unlock()
@@ -108,28 +114,11 @@ func (c *checker) checkNamespace(btx *bolt.Tx, ns string, nbkt *bolt.Bucket) {
 			}
 			return nil
 		})
-		c.checkBlobs(btx, ns, cbkt.Bucket(bucketKeyBlob))
+		c.checkBlobs(ns, cbkt.Bucket(bucketKeyBlob))
 		c.checkIngests(ns, cbkt.Bucket(bucketKeyIngests))
 	}
-	c.checkSnapshots(btx, ns, nbkt.Bucket(bucketKeySnapshots))
+	c.checkSnapshots(ns, nbkt.Bucket(bucketKeySnapshots))
 	c.checkLeases(btx, ns, nbkt.Bucket(bucketKeyLeases))
-}
-
-// checkLabelRefs checks that the GC references of labels resolve in ns.
-func (c *checker) checkLabelRefs(btx *bolt.Tx, ns, what string, labels map[string]string) {
-	for k, v := range labels {
-		if isContentRef(k) {
-			if err := digest.Digest(v).Validate(); err != nil {
-				c.addf("%s: label %s=%q: %v", what, k, v, err)
-			} else if !hasBlob(btx, ns, digest.Digest(v)) {
-				c.addf("%s: label %s references missing content %s", what, k, v)
-			}
-		} else if sn, ok := snapshotRef(k); ok {
-			if nsBucket(btx, ns, bucketKeySnapshots, []byte(sn), []byte(v)) == nil {
-				c.addf("%s: label %s references missing snapshot %q of %q", what, k, v, sn)
-			}
-		}
-	}
 }
 
 func (c *checker) checkImages(btx *bolt.Tx, ns string, ibkt *bolt.Bucket) {
@@ -144,7 +133,6 @@ func (c *checker) checkImages(btx *bolt.Tx, ns string, ibkt *bolt.Bucket) {
 		} else if !hasBlob(btx, ns, img.Target.Digest) {
 			c.addf("%s: target %s is not in the namespace's content", what, img.Target.Digest)
 		}
-		c.checkLabelRefs(btx, ns, what, img.Labels)
 		return nil
 	})
 }
@@ -161,12 +149,11 @@ func (c *checker) checkContainers(btx *bolt.Tx, ns string, cbkt *bolt.Bucket) {
 		} else if err := c.db.checkSnapshotRef(btx, ns, ctr); err != nil {
 			c.addf("%s: %v", what, err)
 		}
-		c.checkLabelRefs(btx, ns, what, ctr.Labels)
 		return nil
 	})
 }
 
-func (c *checker) checkBlobs(btx *bolt.Tx, ns string, bbkt *bolt.Bucket) {
+func (c *checker) checkBlobs(ns string, bbkt *bolt.Bucket) {
 	if bbkt == nil {
 		return
 	}
@@ -182,7 +169,6 @@ func (c *checker) checkBlobs(btx *bolt.Tx, ns string, bbkt *bolt.Bucket) {
 			return nil
 		}
 		c.blobs = append(c.blobs, checkedBlob{ns: ns, dgst: info.Digest, size: info.Size})
-		c.checkLabelRefs(btx, ns, what, info.Labels)
 		return nil
 	})
 }
@@ -199,7 +185,7 @@ func (c *checker) checkIngests(ns string, ibkt *bolt.Bucket) {
 	})
 }
 
-func (c *checker) checkSnapshots(btx *bolt.Tx, ns string, sbkt *bolt.Bucket) {
+func (c *checker) checkSnapshots(ns string, sbkt *bolt.Bucket) {
 	if sbkt == nil {
 		return
 	}
@@ -211,13 +197,13 @@ func (c *checker) checkSnapshots(btx *bolt.Tx, ns string, sbkt *bolt.Bucket) {
 		}
 		bkt := sbkt.Bucket(name)
 		return bkt.ForEachBucket(func(k []byte) error {
-			c.checkSnapshot(btx, ns, sn, bkt, string(k))
+			c.checkSnapshot(ns, sn, bkt, string(k))
 			return nil
 		})
 	})
 }
 
-func (c *checker) checkSnapshot(btx *bolt.Tx, ns, sn string, bkt *bolt.Bucket, key string) {
+func (c *checker) checkSnapshot(ns, sn string, bkt *bolt.Bucket, key string) {
 	sbkt := bkt.Bucket([]byte(key))
 	r := readRecord(key, sbkt)
 	what := fmt.Sprintf("namespace %q: snapshot %q of %q", ns, key, sn)
@@ -244,7 +230,6 @@ func (c *checker) checkSnapshot(btx *bolt.Tx, ns, sn string, bkt *bolt.Bucket, k
 			return nil
 		})
 	}
-	c.checkLabelRefs(btx, ns, what, r.info.Labels)
 	c.snaps = append(c.snaps, checkedSnapshot{ns: ns, name: sn, r: r})
 }
 

@@ -107,7 +107,10 @@ func TestCheckFindsPlantedProblems(t *testing.T) {
 		put(t, tx, "application/x", "v1", "ns", "images", "r/b:1", "target", "mediatype")
 		put(t, tx, "gone", "v1", "ns", "containers", "c1", "snapshotkey")
 		put(t, tx, "", "v1", "ns", "leases", id, "content", missing)
+		// Weak references: not problems.
 		put(t, tx, missing, "v1", "ns", "snapshots", "native", "rootfs", "labels", meta.LabelGCRefContent+".x")
+		put(t, tx, "gone", "v1", "ns", "snapshots", "native", "rootfs", "labels", meta.GCRefSnapshotLabel("native", "x"))
+		put(t, tx, "gone", "v1", "ns", "snapshots", "native", "rootfs", "parent")
 		put(t, tx, "corrupt", "v1", "ns", "content", "blob", img.config.Digest.String())
 		put(t, tx, "x", "v1", "ns", "stray", "k")
 		put(t, tx, "x", "junk", "k")
@@ -126,7 +129,7 @@ func TestCheckFindsPlantedProblems(t *testing.T) {
 		`image "r/b:1": target ` + missing + ` is not in the namespace's content`,
 		`container "c1": snapshot "gone" of "native": not found`,
 		`lease "` + id + `": holds missing content ` + `"` + missing + `"`,
-		`label ` + meta.LabelGCRefContent + `.x references missing content ` + missing,
+		`snapshot "rootfs" of "native": missing parent "gone"`,
 		`content "` + img.config.Digest.String() + `": corrupt record`,
 		`stray entry "stray"`,
 		`stray root bucket "junk"`,
@@ -134,6 +137,42 @@ func TestCheckFindsPlantedProblems(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("check does not report %q:\n%v", want, err)
 		}
+	}
+	if strings.Contains(err.Error(), "label") {
+		t.Errorf("check reports a dangling GC label reference:\n%v", err)
+	}
+}
+
+// TestCheckAcceptsDanglingGCLabels: GC label references are weak, as in
+// containerd. A pull leaves labels naming what it never fetched: an
+// index names the manifests of every platform, a manifest the layers
+// whose snapshots already exist, a failed pull the blobs it never
+// reached. Check accepts them and the collector ignores them.
+func TestCheckAcceptsDanglingGCLabels(t *testing.T) {
+	env := newEnv(t)
+	db := env.DB
+	ctx := leased(t, db, nsCtx(t, "ns"))
+	missing := digest.FromString("another platform's manifest").String()
+	dangling := map[string]string{
+		meta.LabelGCRefContent + ".m.1":           missing,
+		meta.LabelGCRefContent:                    digest.FromString("a skipped layer").String(),
+		meta.GCRefSnapshotLabel("native", ""):     "sha256:never-unpacked",
+		meta.GCRefSnapshotLabel("overlayfs", "0"): "never-prepared",
+		meta.GCRefSnapshotLabel("nosuch", ""):     "of a snapshotter this daemon lacks",
+	}
+	index := blob(t, ctx, db.ContentStore(), []byte("index"), dangling)
+	if _, err := db.Images().Create(ctx, meta.Image{Name: "r/a:1", Target: index, Labels: dangling}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Snapshotter("native").Prepare(ctx, "k", "", snapshot.WithLabels(dangling)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Check(ctx); err != nil {
+		t.Fatalf("check with dangling GC labels: %v", err)
+	}
+	collect(t, db)
+	if err := db.Check(ctx); err != nil {
+		t.Fatalf("check after a collection: %v", err)
 	}
 }
 

@@ -44,25 +44,6 @@ func GCRefSnapshotLabel(snapshotter, suffix string) string {
 	return LabelGCRefSnapshot + "." + snapshotter + "/" + suffix
 }
 
-// isContentRef reports whether key is a LabelGCRefContent label.
-func isContentRef(key string) bool {
-	rest, ok := strings.CutPrefix(key, LabelGCRefContent)
-	return ok && (rest == "" || rest[0] == '.' || rest[0] == '/')
-}
-
-// snapshotRef returns the snapshotter a LabelGCRefSnapshot label key
-// names; ok is false for any other key.
-func snapshotRef(key string) (snapshotter string, ok bool) {
-	rest, ok := strings.CutPrefix(key, LabelGCRefSnapshot+".")
-	if !ok || rest == "" {
-		return "", false
-	}
-	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		rest = rest[:i]
-	}
-	return rest, rest != ""
-}
-
 // validateLabels checks the size and shape of labels.
 func validateLabels(labels map[string]string) error {
 	for k, v := range labels {
