@@ -88,39 +88,38 @@ func runPull(cmd *cobra.Command, g *globals, f pullFlags, ref string) error {
 		disp = newBarDisplay(ctx, out)
 	}
 	start := time.Now()
-	blobs := newBlobTally()
+	var resumed resumes
 	_, err = c.Pull(ctx, ref, append(opts, client.WithPullProgress(func(p client.PullProgress) {
-		blobs.update(p)
+		resumed.update(p)
 		disp.update(p)
 	}))...)
 	disp.finish(err == nil)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(out, summaryLine(sum, time.Since(start), blobs))
+	fmt.Fprintln(out, summaryLine(sum, time.Since(start), resumed))
 	return nil
 }
 
-// blobTally keeps the last state of every blob of a pull, and what its
-// download resumed from.
-type blobTally struct {
-	order   []digest.Digest
-	last    map[digest.Digest]client.BlobState
-	resumed map[digest.Digest]int64
+// resumes are the downloads of a pull that resumed an interrupted one,
+// in the order they started, and the offset each resumed from.
+type resumes []resume
+
+type resume struct {
+	dgst digest.Digest
+	at   int64
 }
 
-func newBlobTally() *blobTally {
-	return &blobTally{last: map[digest.Digest]client.BlobState{}, resumed: map[digest.Digest]int64{}}
-}
-
-func (b *blobTally) update(p client.PullProgress) {
-	if _, ok := b.last[p.Desc.Digest]; !ok {
-		b.order = append(b.order, p.Desc.Digest)
+func (r *resumes) update(p client.PullProgress) {
+	if p.Resumed <= 0 {
+		return
 	}
-	b.last[p.Desc.Digest] = p.State
-	if p.Resumed > 0 {
-		b.resumed[p.Desc.Digest] = p.Resumed
+	for _, x := range *r {
+		if x.dgst == p.Desc.Digest {
+			return
+		}
 	}
+	*r = append(*r, resume{dgst: p.Desc.Digest, at: p.Resumed})
 }
 
 // pullDisplay shows the progress of a pull.
@@ -132,9 +131,9 @@ type pullDisplay interface {
 
 // summaryLine is the last line of a pull:
 // "pulled NAME (DIGEST) 5.2 MB in 1.3 s (4.0 MB/s)", the bytes being those
-// received from the registry, followed by the blobs that were present
-// and the downloads that resumed.
-func summaryLine(sum client.PullSummary, wall time.Duration, blobs *blobTally) string {
+// received from the registry, followed by the blobs that were not fetched
+// (present, or layers already unpacked) and the downloads that resumed.
+func summaryLine(sum client.PullSummary, wall time.Duration, resumed resumes) string {
 	elapsed := sum.Elapsed
 	if elapsed <= 0 {
 		elapsed = wall
@@ -145,19 +144,11 @@ func summaryLine(sum client.PullSummary, wall time.Duration, blobs *blobTally) s
 	}
 	line := fmt.Sprintf("pulled %s (%s) %s in %.1f s (%s/s)", sum.Image.Name, sum.Image.Target.Digest,
 		decimalSize(sum.FetchedBytes), elapsed.Seconds(), decimalSize(int64(rate)))
-	exists := 0
-	for _, st := range blobs.last {
-		if st == client.BlobExists {
-			exists++
-		}
+	if sum.Existing > 0 {
+		line += fmt.Sprintf(", %d of %d blobs present already", sum.Existing, sum.Fetched+sum.Existing)
 	}
-	if exists > 0 {
-		line += fmt.Sprintf(", %d of %d blobs present already", exists, len(blobs.last))
-	}
-	for _, d := range blobs.order {
-		if off, ok := blobs.resumed[d]; ok {
-			line += fmt.Sprintf(", %s resumed at %s", shortDigest(d), decimalSize(off))
-		}
+	for _, r := range resumed {
+		line += fmt.Sprintf(", %s resumed at %s", shortDigest(r.dgst), decimalSize(r.at))
 	}
 	return line
 }

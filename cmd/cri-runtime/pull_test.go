@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,11 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/cri-runtime/cri-runtime/pkg/client"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/image"
 	"github.com/cri-runtime/cri-runtime/pkg/image/imagetest"
+	"github.com/cri-runtime/cri-runtime/pkg/meta"
 	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
 	"github.com/cri-runtime/cri-runtime/pkg/server"
 	"github.com/cri-runtime/cri-runtime/pkg/server/servertest"
@@ -96,7 +101,14 @@ func TestPullCommandPlainOutput(t *testing.T) {
 		}
 	}
 
-	// Again: everything exists, and --quiet prints only the name.
+	// Again: nothing is fetched, the summary says so (the layers are
+	// skipped because their snapshots exist), and --quiet prints only the
+	// name.
+	out, err = runCLI(t, addr, newPullCommand, "", ref)
+	present := fmt.Sprintf(", %d of %d blobs present already", len(built.Blobs), len(built.Blobs))
+	if err != nil || !strings.HasSuffix(out, present+"\n") {
+		t.Errorf("second pull does not end with %q: %v\n%s", present, err, out)
+	}
 	out, err = runCLI(t, addr, newPullCommand, "", "--quiet", ref)
 	if err != nil || out != ref+"\n" {
 		t.Errorf("pull --quiet: %q, %v", out, err)
@@ -168,6 +180,26 @@ func TestDecimalSize(t *testing.T) {
 	for n, want := range map[int64]string{0: "0 B", 999: "999 B", 1000: "1.0 kB", 5_200_000: "5.2 MB", 999_960: "1.0 MB", 3_000_000_000: "3.0 GB"} {
 		if got := decimalSize(n); got != want {
 			t.Errorf("decimalSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestSummaryLine(t *testing.T) {
+	img := meta.Image{Name: "r/x:1", Target: ocispec.Descriptor{Digest: digest.FromString("m")}}
+	d1, d2 := digest.FromString("a"), digest.FromString("b")
+	head := "pulled r/x:1 (" + img.Target.Digest.String() + ") "
+	for _, c := range []struct {
+		sum     client.PullSummary
+		resumed resumes
+		want    string
+	}{
+		{client.PullSummary{Image: img, Elapsed: 2 * time.Second, Fetched: 4, FetchedBytes: 4_000_000}, nil,
+			head + "4.0 MB in 2.0 s (2.0 MB/s)"},
+		{client.PullSummary{Image: img, Elapsed: time.Second, Fetched: 1, FetchedBytes: 1000, Existing: 3}, resumes{{d1, 500}, {d2, 2000}},
+			head + "1.0 kB in 1.0 s (1.0 kB/s), 3 of 4 blobs present already, " + shortDigest(d1) + " resumed at 500 B, " + shortDigest(d2) + " resumed at 2.0 kB"},
+	} {
+		if got := summaryLine(c.sum, time.Minute, c.resumed); got != c.want {
+			t.Errorf("summaryLine:\n got %q\nwant %q", got, c.want)
 		}
 	}
 }

@@ -77,7 +77,9 @@ type PullSummary struct {
 	// Fetched blobs and their bytes as received from the registry.
 	Fetched      int
 	FetchedBytes int64
-	// Existing blobs were present already.
+	// Existing blobs were not fetched: present already, or layers whose
+	// snapshot was (counted in UnpackedExisting too). Fetched plus
+	// Existing is every blob of the pull.
 	Existing int
 	// Layers applied, layers found already unpacked, layers applied while
 	// they downloaded.

@@ -25,15 +25,15 @@ import (
 type Config struct {
 	Root        string        `toml:"root" comment:"root is the directory of persistent data: content, snapshots and the metadata database.\nAbsolute path; default \"/var/lib/cri-runtime\". Created 0700."`
 	State       string        `toml:"state" comment:"state is the directory of runtime state that does not survive a reboot (sockets).\nAbsolute path; default \"/run/cri-runtime\". Created 0700."`
-	Snapshotter string        `toml:"snapshotter" comment:"snapshotter is the default snapshotter: \"overlayfs\" or \"native\". When overlayfs is not\nsupported by the filesystem under root, native is used instead. Default \"overlayfs\"."`
+	Snapshotter string        `toml:"snapshotter" comment:"snapshotter is the default snapshotter, which images are unpacked into: \"overlayfs\" or \"native\".\nWhen overlayfs is not supported by the filesystem under root, native is used instead. Default \"overlayfs\"."`
 	GRPC        GRPCConfig    `toml:"grpc" comment:"The management gRPC API, used by the cri-runtime CLI."`
 	Metrics     MetricsConfig `toml:"metrics" comment:"Prometheus metrics."`
 	Log         LogConfig     `toml:"log" comment:"Logging (klog)."`
 	GC          gc.Policy     `toml:"gc" comment:"When the garbage collector runs."`
 	// Image is owned by pkg/image/service; its fields carry their own
-	// comments. When overlayfs is not supported, an image snapshotter of
-	// "overlayfs" falls back to native as the top-level one does.
-	Image imageservice.Config `toml:"image" comment:"Pulling and unpacking images."`
+	// comments. Its Snapshotter is no key: New sets it to the resolved
+	// top-level snapshotter.
+	Image imageservice.Config `toml:"image" comment:"Pulling and unpacking images (into the top-level snapshotter)."`
 }
 
 // GRPCConfig configures the management gRPC listener.

@@ -82,6 +82,8 @@ func TestConfigUnknownKeyIsNamed(t *testing.T) {
 		{"[gc]\npause = 0.5\n", `"gc.pause"`},
 		{"[nosuch]\nx = 1\n", `"nosuch`},
 		{"[image]\nmax_downloads = 2\n", `"image.max_downloads"`},
+		// The top-level snapshotter is the one images are unpacked into.
+		{"[image]\nsnapshotter = \"native\"\n", `"image.snapshotter"`},
 	} {
 		_, err := server.LoadConfig(writeFile(t, c.file))
 		if !errdefs.IsInvalidArgument(err) {

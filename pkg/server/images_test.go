@@ -4,10 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,9 +48,9 @@ func busyboxImage(t *testing.T) imagetest.Built {
 // startForPull starts a daemon and waits for its first collection, which
 // reconciles the backends and must not race with a pull.
 // TODO(report): meta's first collection must not race with writers.
-func startForPull(t *testing.T) (*servertest.Daemon, context.Context) {
+func startForPull(t *testing.T, mutate ...func(*server.Config)) (*servertest.Daemon, context.Context) {
 	t.Helper()
-	d := servertest.Start(t, func(c *server.Config) { c.Metrics.Address = ""; c.Image.ConfigPath = "" })
+	d := servertest.Start(t, append([]func(*server.Config){func(c *server.Config) { c.Metrics.Address = ""; c.Image.ConfigPath = "" }}, mutate...)...)
 	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), "pull"), 2*time.Minute)
 	t.Cleanup(cancel)
 	if _, err := d.Server.DB().GCScheduler().ScheduleAndWait(ctx); err != nil {
@@ -191,6 +197,99 @@ func TestRemoveSyncFreesDisk(t *testing.T) {
 	if _, err := d.Client.Images().Get(ctx, ref); !errdefs.IsNotFound(err) {
 		t.Errorf("get after rm: %v", err)
 	}
+}
+
+// TestPullUnpacksIntoTheDefaultSnapshotter guards that the top-level
+// snapshotter is the one images are unpacked into.
+func TestPullUnpacksIntoTheDefaultSnapshotter(t *testing.T) {
+	d, ctx := startForPull(t, func(c *server.Config) { c.Snapshotter = "native" })
+	host := imagetest.StartRegistry(t)
+	imagetest.Push(t, host, "test/busybox", "v1", busyboxImage(t))
+	if _, err := d.Client.Pull(ctx, host+"/test/busybox:v1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, sn := range []string{"native", "overlayfs"} {
+		want := 0
+		if sn == "native" {
+			want = 2
+		}
+		if got := len(dirEntries(t, filepath.Join(d.Config.Root, "snapshots", sn, "snapshots"))); got != want {
+			t.Errorf("%d snapshot directories in %s after the pull, want %d", got, sn, want)
+		}
+	}
+}
+
+// TestStopWaitsForPulls stops the daemon while a pull waits for a blob
+// that the registry never sends: Stop must cancel the pull and return
+// only once its goroutines are gone, for none to touch the closed
+// database.
+func TestStopWaitsForPulls(t *testing.T) {
+	d, ctx := startForPull(t)
+	host := imagetest.StartRegistry(t)
+	imagetest.Push(t, host, "test/busybox", "v1", busyboxImage(t))
+	phost, hung := hangingBlobs(t, host)
+	pulled := make(chan error, 1)
+	go func() {
+		_, err := d.Client.Pull(ctx, phost+"/test/busybox:v1")
+		pulled <- err
+	}()
+	select {
+	case <-hung:
+	case err := <-pulled:
+		t.Fatalf("pull ended before a blob hung: %v", err)
+	}
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if g := pullGoroutines(); len(g) > 0 {
+		t.Fatalf("goroutines of the pull left after Stop:\n%s", strings.Join(g, "\n\n"))
+	}
+	if err := <-pulled; !errdefs.IsUnavailable(err) {
+		t.Errorf("pull cut by the stop: %v, want Unavailable", err)
+	}
+}
+
+// hangingBlobs proxies the registry at host, except that a GET of a blob
+// hangs until the client goes away; hung is sent to (without blocking)
+// when one does.
+func hangingBlobs(t *testing.T, host string) (string, <-chan struct{}) {
+	t.Helper()
+	hung := make(chan struct{}, 1)
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: host})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+			select {
+			case hung <- struct{}{}:
+			default:
+			}
+			<-r.Context().Done()
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), hung
+}
+
+// pullGoroutines returns the stacks of the goroutines running a pull in
+// the image service.
+func pullGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var found []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "image/service.(*Service).pull(") || strings.Contains(g, "image/service.(*Service).Pull.func") || strings.Contains(g, "image/service.(*puller).") {
+			found = append(found, g)
+		}
+	}
+	return found
 }
 
 func TestPullMissingTagIsNotFound(t *testing.T) {

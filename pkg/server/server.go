@@ -102,7 +102,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("metadata database: %w", err)
 	}
-	if s.images, err = s.newImageService(ctx); err != nil {
+	if s.images, err = s.newImageService(); err != nil {
 		return nil, err
 	}
 
@@ -163,15 +163,11 @@ func (s *Server) openSnapshotters(ctx context.Context) error {
 	return nil
 }
 
-// newImageService builds the image service of cfg.Image. An image
-// snapshotter of "overlayfs" falls back to native, as the default
-// snapshotter does, when overlayfs is not supported.
-func (s *Server) newImageService(ctx context.Context) (*imageservice.Service, error) {
+// newImageService builds the image service of cfg.Image, unpacking into
+// the default snapshotter (after the overlayfs fallback).
+func (s *Server) newImageService() (*imageservice.Service, error) {
 	cfg := s.cfg.Image
-	if _, ok := s.snapshotters[cfg.Snapshotter]; !ok && cfg.Snapshotter == "overlayfs" {
-		klog.FromContext(ctx).Info("image snapshotter overlayfs unavailable, using native")
-		cfg.Snapshotter = "native"
-	}
+	cfg.Snapshotter = s.snapshotter
 	svc, err := imageservice.New(s.db, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("image service: %w", err)
@@ -270,9 +266,11 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // Stop stops the daemon: calls in progress get the configured shutdown
-// timeout to finish and are cut after it; then the garbage collector, the
-// database and the snapshotters are closed. Calling it again waits for
-// the first call and returns its result.
+// timeout to finish and are cut after it; then the pulls still running
+// are cancelled and waited for (again at most the shutdown timeout; past
+// it Stop reports them), and the garbage collector, the database and the
+// snapshotters are closed. Calling it again waits for the first call and
+// returns its result.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
 		ctx := context.Background()
@@ -309,6 +307,15 @@ func (s *Server) close(ctx context.Context) error {
 	}
 	if s.metricsL != nil {
 		s.metricsL.Close()
+	}
+	if s.images != nil {
+		// Pulls run on past the calls that started them; none may touch
+		// the database once it is closed.
+		cctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.GRPC.ShutdownTimeout))
+		if err := s.images.Close(cctx); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
 	}
 	if s.db != nil {
 		if err := s.db.Close(); err != nil {

@@ -11,9 +11,15 @@
 #   GOBIN=DIR go install -tags no_btrfs github.com/containerd/containerd/v2/cmd/{containerd,containerd-shim-runc-v2,ctr}@v2.4.2
 #   then CONTAINERD_BIN=DIR), else Debian's containerd on PATH.
 # Every run starts from an empty root, after sync and dropping the page cache.
+# Two modes, each runtime given the same tools:
+#   external  igzip (isal) or unpigz on PATH: both runtimes decompress gzip with it
+#   go        both forced to decompress in process (CONTAINERD_DISABLE_IGZIP,
+#             CONTAINERD_DISABLE_PIGZ, CRI_RUNTIME_DISABLE_EXTERNAL_GZIP)
+# MODES="external go" by default.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 REPS=${1:-3}
+MODES=${MODES:-external go}
 BENCH_DIR=${BENCH_DIR:-$PWD/hack/bench/pull/results}
 CONTAINERD_BIN=${CONTAINERD_BIN:-}
 mkdir -p "$BENCH_DIR"
@@ -49,6 +55,13 @@ gen() { # tag layers size files
 gen 6layer 6 300MiB 12000
 gen 1g 1 1GiB 4000
 
+modeenv() {
+	if [ "$mode" = go ]; then
+		echo CONTAINERD_DISABLE_IGZIP=1 CONTAINERD_DISABLE_PIGZ=1 CRI_RUNTIME_DISABLE_EXTERNAL_GZIP=1
+	else
+		echo BENCH_MODE=external
+	fi
+}
 fresh() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }
 
@@ -64,7 +77,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.trac
 [ttrpc]
   address = "$d/containerd.sock.ttrpc"
 EOC
-	"$ctrd" --config "$d/config.toml" >"$d/log" 2>&1 &
+	env $(modeenv) "$ctrd" --config "$d/config.toml" >"$d/log" 2>&1 &
 	local pid=$!
 	for _ in $(seq 100); do [ -S "$d/containerd.sock" ] && break; sleep 0.1; done
 	fresh
@@ -78,7 +91,7 @@ EOC
 
 run_ours() { # tag -> seconds
 	local d=$BENCH_DIR/ours; rm -rf "$d"; mkdir -p "$d"
-	"$BENCH_DIR/cri-runtime" serve --root "$d/root" --state "$d/state" --address "$d/mgmt.sock" --metrics-address "" >"$d/log" 2>&1 &
+	env $(modeenv) "$BENCH_DIR/cri-runtime" serve --root "$d/root" --state "$d/state" --address "$d/mgmt.sock" --metrics-address "" >"$d/log" 2>&1 &
 	local pid=$!
 	for _ in $(seq 100); do [ -S "$d/mgmt.sock" ] && break; sleep 0.1; done
 	fresh
@@ -92,13 +105,15 @@ run_ours() { # tag -> seconds
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-printf '%-8s %-12s %s\n' image runtime "seconds (each run), median, MB/s of compressed bytes"
+printf '%-9s %-8s %-12s %s\n' mode image runtime "seconds (each run), median, MB/s of compressed bytes"
+for mode in $MODES; do
 for tag in 6layer 1g; do
 	bytes=$(du -sb "$BENCH_DIR/images/$tag/blobs" | cut -f1)
 	c=(); o=()
 	for _ in $(seq "$REPS"); do c+=("$(run_containerd "$tag")"); o+=("$(run_ours "$tag")"); done
 	cm=$(printf '%s\n' "${c[@]}" | median); om=$(printf '%s\n' "${o[@]}" | median)
-	printf '%-8s %-12s %s  median %.2f s  %.1f MB/s\n' "$tag" containerd "${c[*]}" "$cm" "$(echo "$bytes/1000000/$cm" | bc -l)"
-	printf '%-8s %-12s %s  median %.2f s  %.1f MB/s\n' "$tag" cri-runtime "${o[*]}" "$om" "$(echo "$bytes/1000000/$om" | bc -l)"
-	printf '%-8s ratio (throughput cri-runtime / containerd): %.2f\n' "$tag" "$(echo "$cm/$om" | bc -l)"
+	printf '%-9s %-8s %-12s %s  median %.2f s  %.1f MB/s\n' "$mode" "$tag" containerd "${c[*]}" "$cm" "$(echo "$bytes/1000000/$cm" | bc -l)"
+	printf '%-9s %-8s %-12s %s  median %.2f s  %.1f MB/s\n' "$mode" "$tag" cri-runtime "${o[*]}" "$om" "$(echo "$bytes/1000000/$om" | bc -l)"
+	printf '%-9s %-8s ratio (throughput cri-runtime / containerd): %.2f\n' "$mode" "$tag" "$(echo "$cm/$om" | bc -l)"
+done
 done

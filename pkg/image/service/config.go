@@ -15,9 +15,11 @@ type Config struct {
 	// _default). Path; "" for none; default "/etc/cri-runtime/certs.d".
 	ConfigPath string `toml:"config_path" comment:"config_path is the directory of registry host configurations in containerd's hosts.toml layout\n(<config_path>/<host>/hosts.toml, _default). Path, \"\" for none; default \"/etc/cri-runtime/certs.d\"."`
 
-	// Snapshotter names the snapshotter images are unpacked into.
-	// Default "overlayfs".
-	Snapshotter string `toml:"snapshotter" comment:"snapshotter is the snapshotter images are unpacked into. Default \"overlayfs\"."`
+	// Snapshotter names the snapshotter images are unpacked into, one of
+	// the database's. It is not a key of the [image] section: the daemon
+	// sets it to its default snapshotter (the top-level "snapshotter",
+	// after the overlayfs → native fallback). No default; New refuses "".
+	Snapshotter string `toml:"-"`
 
 	// MaxConcurrentDownloads bounds the blobs one pull fetches at once.
 	// Count, >= 1; default 3.
@@ -44,18 +46,17 @@ type Config struct {
 // Defaults of Config.
 const (
 	DefaultConfigPath             = "/etc/cri-runtime/certs.d"
-	DefaultSnapshotter            = "overlayfs"
 	DefaultMaxConcurrentDownloads = 3
 	DefaultStallTimeout           = time.Minute
 	DefaultMaxLayerSize           = 32 << 30
 	DefaultMaxUnpackParallel      = 2
 )
 
-// DefaultConfig returns the configuration documented on each field.
+// DefaultConfig returns the configuration documented on each field;
+// Snapshotter is left for the caller to set.
 func DefaultConfig() Config {
 	return Config{
 		ConfigPath:             DefaultConfigPath,
-		Snapshotter:            DefaultSnapshotter,
 		MaxConcurrentDownloads: DefaultMaxConcurrentDownloads,
 		StallTimeout:           gc.Duration(DefaultStallTimeout),
 		MaxLayerSize:           DefaultMaxLayerSize,
@@ -64,14 +65,13 @@ func DefaultConfig() Config {
 }
 
 // Validate returns an InvalidArgument error naming the first field, by its
-// TOML key, whose value is out of range.
+// TOML key, whose value is out of range. Snapshotter is checked by New,
+// against the database's snapshotters.
 func (c Config) Validate() error {
 	bad := func(key string, v any, want string) error {
 		return fmt.Errorf("image config: %s = %v: must be %s: %w", key, v, want, errdefs.ErrInvalidArgument)
 	}
 	switch {
-	case c.Snapshotter == "":
-		return bad("snapshotter", `""`, "a snapshotter name")
 	case c.MaxConcurrentDownloads < 1:
 		return bad("max_concurrent_downloads", c.MaxConcurrentDownloads, ">= 1")
 	case c.StallTimeout <= 0:

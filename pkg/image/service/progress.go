@@ -82,7 +82,10 @@ type Summary struct {
 	// Blobs fetched, and their bytes as received from the registry.
 	Fetched      int
 	FetchedBytes int64
-	// Blobs already present.
+	// Existing counts the blobs not fetched because they were present,
+	// or, for layers, because their snapshot was (those count in
+	// UnpackedExisting too). Fetched plus Existing is every blob of the
+	// pull.
 	Existing int
 	// Layers applied, layers found already unpacked.
 	Unpacked, UnpackedExisting int

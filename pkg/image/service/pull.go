@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -122,7 +123,9 @@ func (o *pullOptions) key(ns, ref string) string {
 // normalised name. A pull of the same reference, platforms and
 // credentials already in progress is joined rather than repeated: the
 // caller waits for it and gets its result. Cancelling ctx abandons the
-// wait; the pull itself stops when no caller waits for it any more.
+// wait; the pull itself stops when no caller waits for it any more, and
+// Close waits for it to have unwound. After Close, Pull returns an
+// Unavailable error.
 func (s *Service) Pull(ctx context.Context, ref string, opts ...PullOpt) (meta.Image, error) {
 	var o pullOptions
 	for _, opt := range opts {
@@ -139,12 +142,18 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...PullOpt) (meta.I
 		}
 		o.cred = remote.StaticCredentials(named.Domain, *o.static)
 	}
-	f, fctx, first := s.flights.join(ctx, o.key(ns, ref), o.progress)
+	f, fctx, first, err := s.flights.join(ctx, o.key(ns, ref), o.progress)
+	if err != nil {
+		return meta.Image{}, fmt.Errorf("pull %s: %w", ref, err)
+	}
 	if first {
-		cancel := f.cancel
 		go func() {
-			defer cancel()
+			defer s.flights.running.Done()
+			defer f.cancel(nil)
 			f.img, f.err = s.pull(fctx, ref, &o, &f.rep)
+			if f.err != nil && errors.Is(context.Cause(fctx), errClosed) {
+				f.err = fmt.Errorf("pull %s: %w", ref, errClosed)
+			}
 			s.flights.finish(f)
 		}()
 	} else {
@@ -222,12 +231,36 @@ func (s *Service) putImage(ctx context.Context, name string, target ocispec.Desc
 	return s.db.Images().Update(ctx, img, "target")
 }
 
+// Close cancels every pull in progress, those that callers still wait
+// for and those that all their callers left, and returns once their
+// goroutines have returned: after it, no pull touches the database. Pulls
+// started after it fail with an Unavailable error. Should ctx end first,
+// Close returns its error and the pulls unwind on their own.
+func (s *Service) Close(ctx context.Context) error {
+	s.flights.close()
+	done := make(chan struct{})
+	go func() {
+		s.flights.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("image service: close: pulls still unwinding: %w", ctx.Err())
+	}
+}
+
+// errClosed is the error of a pull after Close, and the cause with which
+// Close cancels the pulls in progress.
+var errClosed = fmt.Errorf("image service is closed: %w", errdefs.ErrUnavailable)
+
 // flight is one pull in progress and the callers waiting for it.
 type flight struct {
 	key    string
 	done   chan struct{}
 	rep    reporter
-	cancel context.CancelFunc // cancels the pull; set by join
+	cancel context.CancelCauseFunc // cancels the pull; set by join
 
 	// set before done is closed
 	img meta.Image
@@ -236,27 +269,49 @@ type flight struct {
 	waiters int // guarded by flights.mu
 }
 
-// flights deduplicates concurrent pulls.
+// flights deduplicates concurrent pulls and owns their goroutines.
 type flights struct {
-	mu sync.Mutex // guards m and every flight's waiters
-	m  map[string]*flight
+	mu     sync.Mutex // guards m, closed and every flight's waiters
+	m      map[string]*flight
+	closed bool
+	// running counts the goroutines of the flights, including those no
+	// longer in m (left by all their callers, still unwinding). Add is
+	// called with mu held and closed false, so none is added once close
+	// has begun to wait.
+	running sync.WaitGroup
 }
 
 // join returns the flight of key. When there is none it makes one, with
 // the context it must run under (ctx's values, its own cancellation), and
-// first true: the caller must run it.
-func (fs *flights) join(ctx context.Context, key string, progress func(Progress)) (f *flight, fctx context.Context, first bool) {
+// first true: the caller must run it, and call running.Done when it ends.
+// After close it returns errClosed.
+func (fs *flights) join(ctx context.Context, key string, progress func(Progress)) (f *flight, fctx context.Context, first bool, err error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
+	if fs.closed {
+		return nil, nil, false, errClosed
+	}
 	f, ok := fs.m[key]
 	if !ok {
 		f = &flight{key: key, done: make(chan struct{})}
-		fctx, f.cancel = context.WithCancel(context.WithoutCancel(ctx))
+		fctx, f.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
 		fs.m[key] = f
+		fs.running.Add(1)
 	}
 	f.waiters++
 	f.rep.subscribe(progress)
-	return f, fctx, !ok
+	return f, fctx, !ok, nil
+}
+
+// close refuses new flights and cancels those in progress. The flights
+// that all their callers left are cancelled already.
+func (fs *flights) close() {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.closed = true
+	for _, f := range fs.m {
+		f.cancel(errClosed)
+	}
 }
 
 // leave is called by a caller that stops waiting; the last one cancels the
@@ -271,7 +326,7 @@ func (fs *flights) leave(f *flight) {
 	if fs.m[f.key] == f {
 		delete(fs.m, f.key)
 	}
-	f.cancel()
+	f.cancel(nil)
 }
 
 // finish publishes the result of f to its waiters.

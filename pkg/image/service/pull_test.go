@@ -62,13 +62,22 @@ func TestPullUnpacksLayers(t *testing.T) {
 			}
 			checkComplete(t, e, img, len(built.Blobs)-2)
 
-			// Again: nothing to fetch, nothing to unpack.
+			// Again: nothing to fetch, nothing to unpack. The layers are
+			// skipped because their snapshots exist, and count as existing.
 			before := e.rt.blobGets(built.Config)
-			if _, err := e.svc.Pull(e.ctx, host+"/test/layers:v1"); err != nil {
+			var again *Summary
+			if _, err := e.svc.Pull(e.ctx, host+"/test/layers:v1", WithProgress(func(p Progress) {
+				if p.Summary != nil {
+					again = p.Summary
+				}
+			})); err != nil {
 				t.Fatal(err)
 			}
 			if got := e.rt.blobGets(built.Config); got != before {
 				t.Errorf("second pull fetched the config again")
+			}
+			if again == nil || again.Fetched != 0 || again.Existing != len(built.Blobs) || again.UnpackedExisting != 4 || again.Unpacked != 0 {
+				t.Errorf("second pull: summary %+v, want %d blobs existing and 4 layers unpacked already", again, len(built.Blobs))
 			}
 		})
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/image"
 	"github.com/cri-runtime/cri-runtime/pkg/image/imagetest"
+	"github.com/cri-runtime/cri-runtime/pkg/meta/metatest"
 )
 
 // TestPullRefusesMaliciousImages pushes images that try to escape the
@@ -120,6 +121,9 @@ type fakeRegistry struct {
 	blobs  map[digest.Digest][]byte
 	target ocispec.Descriptor
 	hang   digest.Digest
+	// stalled, when set, is sent to (without blocking) once the blob
+	// hang has sent its first half.
+	stalled chan<- struct{}
 }
 
 func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -148,6 +152,12 @@ func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if d == f.hang {
 		_, _ = w.Write(b[:len(b)/2])
 		w.(http.Flusher).Flush()
+		if f.stalled != nil {
+			select {
+			case f.stalled <- struct{}{}:
+			default:
+			}
+		}
 		<-r.Context().Done()
 		return
 	}
@@ -338,7 +348,6 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for key, mutate := range map[string]func(*Config){
-		"snapshotter":              func(c *Config) { c.Snapshotter = "" },
 		"max_concurrent_downloads": func(c *Config) { c.MaxConcurrentDownloads = 0 },
 		"stall_timeout":            func(c *Config) { c.StallTimeout = 0 },
 		"max_layer_size":           func(c *Config) { c.MaxLayerSize = 0 },
@@ -348,6 +357,17 @@ func TestConfigValidate(t *testing.T) {
 		mutate(&c)
 		if err := c.Validate(); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), key) {
 			t.Errorf("%s: %v", key, err)
+		}
+	}
+}
+
+func TestNewRefusesUnknownSnapshotter(t *testing.T) {
+	env := metatest.NewEnv(t)
+	for _, name := range []string{"", "btrfs"} {
+		cfg := DefaultConfig()
+		cfg.Snapshotter = name
+		if _, err := New(env.DB, cfg); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "snapshotter") {
+			t.Errorf("snapshotter %q: %v, want InvalidArgument", name, err)
 		}
 	}
 }

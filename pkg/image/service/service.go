@@ -80,7 +80,7 @@ func WithUserXattr(on bool) Opt {
 }
 
 // New returns the image service over db, unpacking into the snapshotter
-// cfg names.
+// cfg.Snapshotter names. Close it before closing db.
 func New(db *meta.DB, cfg Config, opts ...Opt) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -95,6 +95,9 @@ func (p *puller) newJob(ctx context.Context, config ocispec.Descriptor, layers [
 		j.unclaim[l.Digest] = append(j.unclaim[l.Digest], i)
 		p.rep.emit(Progress{Desc: l, State: StateWaiting, Total: l.Size})
 	}
+	// The layers below start are not fetched: their blobs count as
+	// existing whether or not the content store still has them.
+	p.stats.existing.Add(int64(j.start))
 	p.stats.unpackedExisting.Add(int64(j.start))
 	p.mu.Lock()
 	p.jobs = append(p.jobs, j)
