@@ -26,18 +26,11 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/server/servertest"
 )
 
-// cliDaemon is a daemon for the CLI tests, after its first collection
-// (which must not race with a pull).
-// TODO(report): meta's first collection must not race with writers.
+// cliDaemon is a daemon for the CLI tests, with metrics off and no hosts
+// directory.
 func cliDaemon(t *testing.T) *servertest.Daemon {
 	t.Helper()
-	d := servertest.Start(t, func(c *server.Config) { c.Metrics.Address = ""; c.Image.ConfigPath = "" })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := d.Server.DB().GCScheduler().ScheduleAndWait(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return servertest.Start(t, func(c *server.Config) { c.Metrics.Address = ""; c.Image.ConfigPath = "" })
 }
 
 // runCLI runs the command made by mk with args against address, in

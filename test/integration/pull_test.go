@@ -134,15 +134,6 @@ func (b *throttledBody) Read(buf []byte) (int, error) {
 
 func (b *throttledBody) Close() error { return b.rc.Close() }
 
-// settle makes the daemon run its first garbage collection, which
-// reconciles the backends and must not race with a pull.
-// TODO(report): meta's first collection must not race with writers.
-func settle(d *daemon) {
-	d.t.Helper()
-	id := strings.TrimSpace(d.ok(nil, "default", "leases", "create"))
-	d.ok(nil, "default", "leases", "rm", "--sync", id)
-}
-
 // waitIngest waits until the ingest ref is past min bytes.
 func waitIngest(t *testing.T, d *daemon, ref string, min int64) int64 {
 	t.Helper()
@@ -216,7 +207,6 @@ func TestPullResumesAfterDaemonKill9(t *testing.T) {
 
 	d := newDaemon(t)
 	d.start()
-	settle(d)
 	cli, out := startPull(t, d, ref)
 	at := waitIngest(t, d, ingest, 20<<20)
 	if code := d.signal(syscall.SIGKILL); code != -1 {
@@ -228,7 +218,6 @@ func TestPullResumesAfterDaemonKill9(t *testing.T) {
 	t.Logf("killed the daemon at %d bytes; the pull said:\n%s", at, out)
 
 	d.start()
-	settle(d)
 	if off, _ := activeOffset(t, d, ingest); off <= 0 {
 		t.Fatalf("after restart the ingest is at %d\n%s", off, d.ok(nil, "default", "content", "active"))
 	}
@@ -248,7 +237,6 @@ func TestPullResumesAfterCLIKilled(t *testing.T) {
 
 	d := newDaemon(t)
 	d.start()
-	settle(d)
 	cli, _ := startPull(t, d, ref)
 	waitIngest(t, d, ingest, 20<<20)
 	if err := cli.Process.Kill(); err != nil {
@@ -293,7 +281,6 @@ func TestSIGTERMDuringPull(t *testing.T) {
 
 	d := newDaemon(t)
 	d.start()
-	settle(d)
 	cli, out := startPull(t, d, ref)
 	waitIngest(t, d, "fetch-"+built.Blobs[0].Desc.Digest.String(), 10<<20)
 	start := time.Now()
