@@ -46,6 +46,11 @@ func (a *applier) remove(dfd int, name, base string) error {
 	return unix.Unlinkat(dfd, base, 0)
 }
 
+// writebackMin is the size from which a file's writeback starts as soon as
+// it is written. Smaller files are left to the final syncfs, where the
+// kernel batches them.
+const writebackMin = 64 << 10
+
 func (a *applier) file(dfd int, name, base string, hdr *tar.Header, r io.Reader) error {
 	if err := a.checkSize(hdr); err != nil {
 		return err
@@ -72,6 +77,12 @@ func (a *applier) file(dfd int, name, base string, hdr *tar.Header, r io.Reader)
 	if err := a.fdMetadata(fd, hdr); err != nil {
 		unix.Close(fd)
 		return err
+	}
+	if n >= writebackMin {
+		// Start writing the file out now, without waiting: the disk
+		// works while the rest of the layer is applied, and the one
+		// syncfs at the end of the layer has little left to do.
+		_ = unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 	}
 	if err := unix.Close(fd); err != nil {
 		return entryError(hdr.Name, "close", err)

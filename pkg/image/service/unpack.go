@@ -199,9 +199,14 @@ func (j *unpackJob) stream(ctx context.Context, i int, w content.Writer) error {
 		defer body.Close()
 		bp := newBlobProgress(p.rep, desc, 0)
 		bp.state(StateDownloading)
-		tee := &teeReader{r: body, w: w, bp: bp}
+		aw := newAsyncWriter(w, asyncDepth, asyncBufSize)
+		defer aw.Close()
+		tee := &teeReader{r: body, w: aw, bp: bp}
 		diffID, _, aerr := archive.ApplyLayer(ctx, root, tee, desc.MediaType, j.applyOpts(true)...)
 		err = tee.drain()
+		if cerr := aw.Close(); err == nil {
+			err = cerr
+		}
 		if err == nil && aerr == nil {
 			err = j.checkDiffID(i, diffID)
 		}
