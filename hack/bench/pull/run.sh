@@ -15,11 +15,14 @@
 #   external  igzip (isal) or unpigz on PATH: both runtimes decompress gzip with it
 #   go        both forced to decompress in process (CONTAINERD_DISABLE_IGZIP,
 #             CONTAINERD_DISABLE_PIGZ, CRI_RUNTIME_DISABLE_EXTERNAL_GZIP)
-# MODES="external go" by default.
+#   durable   as external, with containerd's diff service set to sync_fs = true:
+#             cri-runtime always syncs a layer before committing its snapshot,
+#             containerd only when asked, so this is the like-for-like mode
+# MODES="external go durable" by default.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 REPS=${1:-3}
-MODES=${MODES:-external go}
+MODES=${MODES:-external go durable}
 BENCH_DIR=${BENCH_DIR:-$PWD/hack/bench/pull/results}
 CONTAINERD_BIN=${CONTAINERD_BIN:-}
 mkdir -p "$BENCH_DIR"
@@ -76,6 +79,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.trac
   address = "$d/containerd.sock"
 [ttrpc]
   address = "$d/containerd.sock.ttrpc"
+[plugins.'io.containerd.service.v1.diff-service']
+  sync_fs = $([ "$mode" = durable ] && echo true || echo false)
 EOC
 	env $(modeenv) "$ctrd" --config "$d/config.toml" >"$d/log" 2>&1 &
 	local pid=$!
