@@ -14,13 +14,10 @@ package overlay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"k8s.io/klog/v2"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
@@ -174,64 +171,19 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 // Remove deletes the record of key, then its directories. Directories
 // that cannot be deleted now are left to Cleanup.
 func (s *Snapshotter) Remove(ctx context.Context, key string) error {
-	var id string
-	err := s.ms.Update(ctx, func(tx *storage.Tx) (err error) {
-		id, _, err = tx.Remove(key)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	gone := filepath.Join(s.root, "snapshots", storage.RemovingPrefix+id)
-	if err := os.Rename(s.dir(id), gone); err == nil {
-		err = os.RemoveAll(gone)
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		klog.FromContext(ctx).Error(err, "snapshot directory left for cleanup", "snapshot", key)
-	}
-	return nil
+	return s.ms.RemoveWithDir(ctx, filepath.Join(s.root, "snapshots"), key)
 }
 
 // Walk calls fn for every snapshot matching any of filters, outside the
 // transaction that lists them.
 func (s *Snapshotter) Walk(ctx context.Context, fn snapshot.WalkFunc, filters ...string) error {
-	var infos []snapshot.Info
-	err := s.ms.View(ctx, func(tx *storage.Tx) error {
-		return tx.WalkInfo(func(info snapshot.Info) error {
-			infos = append(infos, info)
-			return nil
-		}, filters...)
-	})
-	if err != nil {
-		return err
-	}
-	for _, info := range infos {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fn(ctx, info); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.ms.Walk(ctx, fn, filters...)
 }
 
 // Cleanup removes snapshot directories that no record owns: those of
 // removals that failed or that a crash interrupted.
 func (s *Snapshotter) Cleanup(ctx context.Context) error {
-	dir := filepath.Join(s.root, "snapshots")
-	orphans, err := s.ms.Orphans(ctx, dir)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, name := range orphans {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		errs = append(errs, os.RemoveAll(filepath.Join(dir, name)))
-	}
-	return errors.Join(errs...)
+	return s.ms.CleanupDirs(ctx, filepath.Join(s.root, "snapshots"))
 }
 
 // Close closes the metadata database.
