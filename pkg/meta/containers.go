@@ -18,54 +18,21 @@ import (
 // its snapshot and its label references.
 type ContainerStore struct{ db *DB }
 
+var containerKind = recordKind[Container]{noun: "container", bucket: bucketKeyContainers, read: readContainer, adapt: adaptContainer}
+
 // Containers returns the container store.
 func (db *DB) Containers() *ContainerStore { return &ContainerStore{db: db} }
 
 // Get returns the container id; NotFound if there is none.
 func (s *ContainerStore) Get(ctx context.Context, id string) (Container, error) {
-	ns, err := namespace(ctx)
-	if err != nil {
-		return Container{}, err
-	}
-	var c Container
-	err = s.db.view(ctx, func(btx *bolt.Tx) error {
-		bkt := nsBucket(btx, ns, bucketKeyContainers, []byte(id))
-		if bkt == nil {
-			return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
-		}
-		c = readContainer(id, bkt)
-		return nil
-	})
-	return c, err
+	return containerKind.get(ctx, s.db, id)
 }
 
 // List returns the containers matching any of fs (fields: id, image,
 // runtime.name, snapshotter, snapshotkey, sandboxid, labels.<key>), sorted
 // by ID.
 func (s *ContainerStore) List(ctx context.Context, fs ...string) ([]Container, error) {
-	ns, err := namespace(ctx)
-	if err != nil {
-		return nil, err
-	}
-	filter, err := filters.ParseAll(fs...)
-	if err != nil {
-		return nil, err
-	}
-	var list []Container
-	err = s.db.view(ctx, func(btx *bolt.Tx) error {
-		bkt := nsBucket(btx, ns, bucketKeyContainers)
-		if bkt == nil {
-			return nil
-		}
-		return bkt.ForEachBucket(func(k []byte) error {
-			c := readContainer(string(k), bkt.Bucket(k))
-			if filter.Match(adaptContainer(c)) {
-				list = append(list, c)
-			}
-			return nil
-		})
-	})
-	return list, err
+	return containerKind.list(ctx, s.db, fs)
 }
 
 func adaptContainer(c Container) filters.Adaptor {

@@ -21,53 +21,20 @@ import (
 // image is a GC root for its target and for its label references.
 type ImageStore struct{ db *DB }
 
+var imageKind = recordKind[Image]{noun: "image", bucket: bucketKeyImages, read: readImage, adapt: adaptImage}
+
 // Images returns the image store.
 func (db *DB) Images() *ImageStore { return &ImageStore{db: db} }
 
 // Get returns the image name; NotFound if there is none.
 func (s *ImageStore) Get(ctx context.Context, name string) (Image, error) {
-	ns, err := namespace(ctx)
-	if err != nil {
-		return Image{}, err
-	}
-	var img Image
-	err = s.db.view(ctx, func(btx *bolt.Tx) error {
-		bkt := nsBucket(btx, ns, bucketKeyImages, []byte(name))
-		if bkt == nil {
-			return fmt.Errorf("image %q: %w", name, errdefs.ErrNotFound)
-		}
-		img = readImage(name, bkt)
-		return nil
-	})
-	return img, err
+	return imageKind.get(ctx, s.db, name)
 }
 
 // List returns the images matching any of fs (fields: name, target.digest,
 // target.mediatype, target.size, labels.<key>), sorted by name.
 func (s *ImageStore) List(ctx context.Context, fs ...string) ([]Image, error) {
-	ns, err := namespace(ctx)
-	if err != nil {
-		return nil, err
-	}
-	filter, err := filters.ParseAll(fs...)
-	if err != nil {
-		return nil, err
-	}
-	var list []Image
-	err = s.db.view(ctx, func(btx *bolt.Tx) error {
-		bkt := nsBucket(btx, ns, bucketKeyImages)
-		if bkt == nil {
-			return nil
-		}
-		return bkt.ForEachBucket(func(k []byte) error {
-			img := readImage(string(k), bkt.Bucket(k))
-			if filter.Match(adaptImage(img)) {
-				list = append(list, img)
-			}
-			return nil
-		})
-	})
-	return list, err
+	return imageKind.list(ctx, s.db, fs)
 }
 
 func adaptImage(img Image) filters.Adaptor {

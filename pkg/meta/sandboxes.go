@@ -16,53 +16,24 @@ import (
 // label references.
 type SandboxStore struct{ db *DB }
 
+var sandboxKind = recordKind[Sandbox]{noun: "sandbox", bucket: bucketKeySandboxes, read: readSandbox, adapt: adaptSandbox}
+
 // Sandboxes returns the sandbox store.
 func (db *DB) Sandboxes() *SandboxStore { return &SandboxStore{db: db} }
 
 // Get returns the sandbox id; NotFound if there is none.
 func (s *SandboxStore) Get(ctx context.Context, id string) (Sandbox, error) {
-	ns, err := namespace(ctx)
-	if err != nil {
-		return Sandbox{}, err
-	}
-	var sb Sandbox
-	err = s.db.view(ctx, func(btx *bolt.Tx) error {
-		bkt := nsBucket(btx, ns, bucketKeySandboxes, []byte(id))
-		if bkt == nil {
-			return fmt.Errorf("sandbox %q: %w", id, errdefs.ErrNotFound)
-		}
-		sb = readSandbox(id, bkt)
-		return nil
-	})
-	return sb, err
+	return sandboxKind.get(ctx, s.db, id)
 }
 
 // List returns the sandboxes matching any of fs (fields: id, runtime.name,
 // labels.<key>), sorted by ID.
 func (s *SandboxStore) List(ctx context.Context, fs ...string) ([]Sandbox, error) {
-	ns, err := namespace(ctx)
-	if err != nil {
-		return nil, err
-	}
-	filter, err := filters.ParseAll(fs...)
-	if err != nil {
-		return nil, err
-	}
-	var list []Sandbox
-	err = s.db.view(ctx, func(btx *bolt.Tx) error {
-		bkt := nsBucket(btx, ns, bucketKeySandboxes)
-		if bkt == nil {
-			return nil
-		}
-		return bkt.ForEachBucket(func(k []byte) error {
-			sb := readSandbox(string(k), bkt.Bucket(k))
-			if filter.Match(filters.Map(fields("id", sb.ID, "runtime.name", sb.Runtime.Name), sb.Labels)) {
-				list = append(list, sb)
-			}
-			return nil
-		})
-	})
-	return list, err
+	return sandboxKind.list(ctx, s.db, fs)
+}
+
+func adaptSandbox(sb Sandbox) filters.Adaptor {
+	return filters.Map(fields("id", sb.ID, "runtime.name", sb.Runtime.Name), sb.Labels)
 }
 
 // Create stores sb; AlreadyExists if its ID is taken.
