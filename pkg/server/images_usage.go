@@ -2,14 +2,12 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"slices"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	api "github.com/cri-runtime/cri-runtime/api/services/images/v1"
-	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/image"
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
 	"github.com/cri-runtime/cri-runtime/pkg/server/convert"
@@ -36,20 +34,11 @@ func (s *imagesService) usage(ctx context.Context, list []meta.Image, unpacked b
 }
 
 func (s *imagesService) imageUsage(ctx context.Context, img meta.Image, unpacked bool) (*api.ImageUsage, error) {
-	size, err := s.contentSize(ctx, img)
+	size, err := s.svc.Size(ctx, img, unpacked)
 	if err != nil {
 		return nil, err
 	}
-	u := &api.ImageUsage{ContentSize: size, UnpackedSize: -1}
-	if unpacked {
-		// Size is content plus snapshots, walked the same way.
-		// TODO(report): the image service should give the two apart.
-		total, err := s.svc.Size(ctx, img)
-		if err != nil {
-			return nil, err
-		}
-		u.UnpackedSize = max(total-size, 0)
-	}
+	u := &api.ImageUsage{ContentSize: size.Content, UnpackedSize: size.Unpacked}
 	ps, err := s.svc.Platforms(ctx, img)
 	if err != nil {
 		return nil, err
@@ -60,32 +49,6 @@ func (s *imagesService) imageUsage(ctx context.Context, img meta.Image, unpacked
 		}
 	}
 	return u, nil
-}
-
-// contentSize is the bytes of the blobs of img's tree present in the
-// content store, each counted once.
-func (s *imagesService) contentSize(ctx context.Context, img meta.Image) (int64, error) {
-	var size int64
-	seen := map[digest.Digest]bool{}
-	walk := image.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-		if seen[desc.Digest] {
-			return nil, image.ErrSkipDesc
-		}
-		seen[desc.Digest] = true
-		info, err := s.content.Info(ctx, desc.Digest)
-		if errdefs.IsNotFound(err) {
-			return nil, image.ErrSkipDesc
-		}
-		if err != nil {
-			return nil, err
-		}
-		size += info.Size
-		return image.Children(ctx, s.content, desc)
-	})
-	if err := image.Walk(ctx, walk, img.Target); err != nil {
-		return 0, fmt.Errorf("image %q: content size: %w", img.Name, err)
-	}
-	return size, nil
 }
 
 // Check checks every image matching the filters for the platforms of the

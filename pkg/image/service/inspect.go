@@ -26,11 +26,21 @@ func (s *Service) Config(ctx context.Context, img meta.Image, platform ocispec.P
 	return cfg, nil
 }
 
-// Size is the disk usage of img: the blobs of its tree present in the
-// content store (each counted once) plus the layers of its unpacked
-// snapshots in the service's snapshotter.
-func (s *Service) Size(ctx context.Context, img meta.Image) (int64, error) {
-	var size int64
+// ImageSize is the disk usage of an image.
+type ImageSize struct {
+	// Content is the bytes of the blobs of its tree present in the content
+	// store, each counted once.
+	Content int64
+	// Unpacked is the bytes of the layers of its unpacked snapshots in the
+	// service's snapshotter, each counted once; -1 when not asked for.
+	Unpacked int64
+}
+
+// Size returns the disk usage of img. The snapshot usage, the costly part
+// (a walk of each layer's files unless cached), is computed only when
+// unpacked is true.
+func (s *Service) Size(ctx context.Context, img meta.Image, unpacked bool) (ImageSize, error) {
+	size := ImageSize{Unpacked: -1}
 	seen := map[digest.Digest]bool{}
 	var configs []ocispec.Descriptor
 	walk := image.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
@@ -45,20 +55,24 @@ func (s *Service) Size(ctx context.Context, img meta.Image) (int64, error) {
 		if err != nil {
 			return nil, err
 		}
-		size += info.Size
+		size.Content += info.Size
 		if image.IsConfig(desc.MediaType) {
 			configs = append(configs, desc)
 		}
 		return image.Children(ctx, s.cs, desc)
 	})
 	if err := image.Walk(ctx, walk, img.Target); err != nil {
-		return 0, fmt.Errorf("image %q: size: %w", img.Name, err)
+		return size, fmt.Errorf("image %q: size: %w", img.Name, err)
+	}
+	if !unpacked {
+		return size, nil
 	}
 	usage, err := s.snapshotUsage(ctx, configs)
 	if err != nil {
-		return 0, fmt.Errorf("image %q: size: %w", img.Name, err)
+		return size, fmt.Errorf("image %q: size: %w", img.Name, err)
 	}
-	return size + usage, nil
+	size.Unpacked = usage
+	return size, nil
 }
 
 // snapshotUsage sums the usage of the unpacked chains of configs, each

@@ -89,9 +89,12 @@ func checkComplete(t *testing.T, e *testEnv, img meta.Image, layers int) {
 	if err != nil || !ok || len(missing) != 0 || len(required) != layers+1 || len(present) != len(required) {
 		t.Errorf("check: available %v, %d required, %d present, missing %v, err %v", ok, len(required), len(present), missing, err)
 	}
-	size, err := e.svc.Size(e.ctx, img)
-	if err != nil || size <= 0 {
-		t.Errorf("size %d, %v", size, err)
+	size, err := e.svc.Size(e.ctx, img, true)
+	if err != nil || size.Content <= 0 || size.Unpacked <= 0 {
+		t.Errorf("size %+v, %v", size, err)
+	}
+	if contentOnly, err := e.svc.Size(e.ctx, img, false); err != nil || contentOnly.Content != size.Content || contentOnly.Unpacked != -1 {
+		t.Errorf("content-only size %+v, %v; want content %d and unpacked -1", contentOnly, err, size.Content)
 	}
 	got, err := e.svc.Get(e.ctx, img.Name)
 	if err != nil || got.Target.Digest != img.Target.Digest {
