@@ -287,7 +287,9 @@ func TestSIGTERMDuringPull(t *testing.T) {
 	if code := d.signal(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM during a pull", code)
 	}
-	if took := time.Since(start); took > 3*time.Second {
+	// A stop that waited for the pull would take the whole shutdown
+	// timeout (10 s by default); the margin is for a loaded machine.
+	if took := time.Since(start); took > 6*time.Second {
 		t.Errorf("stop took %v: it waited for the pull", took)
 	}
 	if err := cli.Wait(); err == nil {
