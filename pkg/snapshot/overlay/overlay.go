@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot/storage"
 )
@@ -80,53 +79,26 @@ func NewSnapshotter(root string, opts ...Opt) (snapshot.Snapshotter, error) {
 func (s *Snapshotter) CanRebase() bool { return true }
 
 // Stat returns the info of key.
-func (s *Snapshotter) Stat(ctx context.Context, key string) (info snapshot.Info, err error) {
-	err = s.ms.View(ctx, func(tx *storage.Tx) error {
-		_, info, _, err = tx.GetInfo(key)
-		return err
-	})
-	return info, err
+func (s *Snapshotter) Stat(ctx context.Context, key string) (snapshot.Info, error) {
+	return s.ms.Stat(ctx, key)
 }
 
 // Update changes the labels of info.Name.
-func (s *Snapshotter) Update(ctx context.Context, info snapshot.Info, fieldpaths ...string) (out snapshot.Info, err error) {
-	err = s.ms.Update(ctx, func(tx *storage.Tx) error {
-		out, err = tx.UpdateInfo(info, fieldpaths...)
-		return err
-	})
-	return out, err
+func (s *Snapshotter) Update(ctx context.Context, info snapshot.Info, fieldpaths ...string) (snapshot.Info, error) {
+	return s.ms.UpdateInfo(ctx, info, fieldpaths...)
 }
 
 // Usage returns the usage cached at commit for a committed snapshot, and
 // walks the upper directory of an active one. A view owns no layer.
 func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshot.Usage, error) {
-	var (
-		id    string
-		info  snapshot.Info
-		usage snapshot.Usage
-	)
-	err := s.ms.View(ctx, func(tx *storage.Tx) (err error) {
-		id, info, usage, err = tx.GetInfo(key)
-		return err
-	})
-	if err != nil || info.Kind != snapshot.KindActive {
-		return usage, err
-	}
-	return snapshot.DiskUsage(ctx, s.fs(id))
+	return s.ms.Usage(ctx, key, s.fs)
 }
 
 // Mounts returns the mounts of the active or view snapshot key.
 func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]snapshot.Mount, error) {
-	var sn storage.Snapshot
-	err := s.ms.View(ctx, func(tx *storage.Tx) (err error) {
-		sn, err = tx.GetSnapshot(key)
-		return err
-	})
+	sn, err := s.ms.Mountable(ctx, key)
 	if err != nil {
 		return nil, err
-	}
-	if sn.Kind == snapshot.KindCommitted {
-		return nil, fmt.Errorf("mounts of %q: snapshot is committed, view it instead: %w", key, errdefs.ErrFailedPrecondition)
 	}
 	return s.mounts(sn), nil
 }

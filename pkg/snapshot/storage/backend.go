@@ -3,15 +3,68 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
 	"k8s.io/klog/v2"
 )
 
-// The backends keep each snapshot in <dir>/<id>; these helpers are what
-// they share around that layout.
+// What the backends (native, overlay) share: each keeps a snapshot in
+// <dir>/<id> and its records here, so the methods that only read or change
+// records, or remove a directory by ID, are written once.
+
+// Stat returns the info of key.
+func (ms *MetaStore) Stat(ctx context.Context, key string) (info snapshot.Info, err error) {
+	err = ms.View(ctx, func(tx *Tx) error {
+		_, info, _, err = tx.GetInfo(key)
+		return err
+	})
+	return info, err
+}
+
+// UpdateInfo changes the labels of info.Name.
+func (ms *MetaStore) UpdateInfo(ctx context.Context, info snapshot.Info, fieldpaths ...string) (out snapshot.Info, err error) {
+	err = ms.Update(ctx, func(tx *Tx) error {
+		out, err = tx.UpdateInfo(info, fieldpaths...)
+		return err
+	})
+	return out, err
+}
+
+// Usage returns the usage cached at commit for a committed snapshot, and
+// walks layer(id), the directory of an active one's own layer. A view owns
+// no layer.
+func (ms *MetaStore) Usage(ctx context.Context, key string, layer func(id string) string) (snapshot.Usage, error) {
+	var (
+		id    string
+		info  snapshot.Info
+		usage snapshot.Usage
+	)
+	err := ms.View(ctx, func(tx *Tx) (err error) {
+		id, info, usage, err = tx.GetInfo(key)
+		return err
+	})
+	if err != nil || info.Kind != snapshot.KindActive {
+		return usage, err
+	}
+	return snapshot.DiskUsage(ctx, layer(id))
+}
+
+// Mountable returns the active or view snapshot key; a committed snapshot
+// is FailedPrecondition: it is mounted through a view.
+func (ms *MetaStore) Mountable(ctx context.Context, key string) (sn Snapshot, err error) {
+	err = ms.View(ctx, func(tx *Tx) error {
+		sn, err = tx.GetSnapshot(key)
+		return err
+	})
+	if err == nil && sn.Kind == snapshot.KindCommitted {
+		err = fmt.Errorf("mounts of %q: snapshot is committed, view it instead: %w", key, errdefs.ErrFailedPrecondition)
+	}
+	return sn, err
+}
 
 // RemoveWithDir deletes the record of key, then the snapshot's directory
 // <dir>/<id>. A directory that cannot be deleted now is renamed away or left
