@@ -2,11 +2,9 @@ package native
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
@@ -42,7 +40,7 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 		return nil, err
 	}
 
-	tmp, err := os.MkdirTemp(filepath.Join(s.root, "snapshots"), tempPrefix)
+	tmp, err := os.MkdirTemp(filepath.Join(s.root, "snapshots"), storage.TempPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %q: %w", key, err)
 	}
@@ -78,20 +76,4 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 		return nil, err
 	}
 	return s.mounts(sn), nil
-}
-
-// removeTemps removes the temporary directories of creates that a crash
-// interrupted.
-func removeTemps(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tempPrefix) {
-			errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -21,10 +21,6 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot/storage"
 )
 
-// tempPrefix names a directory being prepared; only NewSnapshotter removes
-// leftovers of it, when nothing can be in flight.
-const tempPrefix = "new-"
-
 // Snapshotter is the native snapshotter.
 type Snapshotter struct {
 	root string
@@ -42,7 +38,7 @@ func NewSnapshotter(root string) (snapshot.Snapshotter, error) {
 	if err := os.MkdirAll(filepath.Join(root, "snapshots"), 0o700); err != nil {
 		return nil, fmt.Errorf("native snapshotter %q: %w", root, err)
 	}
-	if err := removeTemps(filepath.Join(root, "snapshots")); err != nil {
+	if err := storage.RemoveTemps(filepath.Join(root, "snapshots")); err != nil {
 		return nil, fmt.Errorf("native snapshotter %q: %w", root, err)
 	}
 	ms, err := storage.NewMetaStore(filepath.Join(root, "metadata.db"))

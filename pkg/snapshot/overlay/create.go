@@ -2,20 +2,14 @@ package overlay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot/storage"
 )
-
-// tempPrefix names a directory being prepared; only NewSnapshotter removes
-// leftovers of it, when nothing can be in flight.
-const tempPrefix = "new-"
 
 // create makes the directories of the new snapshot key under a temporary
 // name, then records the snapshot and renames them into place in one
@@ -24,7 +18,7 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(filepath.Join(s.root, "snapshots"), tempPrefix)
+	tmp, err := os.MkdirTemp(filepath.Join(s.root, "snapshots"), storage.TempPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %q: %w", key, err)
 	}
@@ -80,20 +74,4 @@ func copyRootOwner(from, to string) error {
 		return fmt.Errorf("%q: no stat data", from)
 	}
 	return os.Lchown(to, int(st.Uid), int(st.Gid))
-}
-
-// removeTemps removes the temporary directories of creates that a crash
-// interrupted.
-func removeTemps(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tempPrefix) {
-			errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
-		}
-	}
-	return errors.Join(errs...)
 }

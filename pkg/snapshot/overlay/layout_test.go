@@ -170,7 +170,7 @@ func TestRemoveAndCleanup(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	temp := filepath.Join(snaps, tempPrefix+"123")
+	temp := filepath.Join(snaps, storage.TempPrefix+"123")
 	if err := os.Mkdir(temp, 0o700); err != nil {
 		t.Fatal(err)
 	}

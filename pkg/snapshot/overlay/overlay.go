@@ -61,7 +61,7 @@ func NewSnapshotter(root string, opts ...Opt) (snapshot.Snapshotter, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("overlay snapshotter %q: %w", root, err)
 	}
-	if err := removeTemps(dir); err != nil {
+	if err := storage.RemoveTemps(dir); err != nil {
 		return nil, fmt.Errorf("overlay snapshotter %q: %w", root, err)
 	}
 	f, err := probe(root)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
@@ -125,6 +126,26 @@ func (ms *MetaStore) CleanupDirs(ctx context.Context, dir string) error {
 			return err
 		}
 		errs = append(errs, os.RemoveAll(filepath.Join(dir, name)))
+	}
+	return errors.Join(errs...)
+}
+
+// TempPrefix names a snapshot directory being prepared, before its create
+// renames it to its ID. Only RemoveTemps, at start, removes such
+// directories: one present then was left by a crash.
+const TempPrefix = "new-"
+
+// RemoveTemps removes the directories of dir named with TempPrefix.
+func RemoveTemps(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), TempPrefix) {
+			errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+		}
 	}
 	return errors.Join(errs...)
 }
