@@ -6,7 +6,6 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	api "github.com/cri-runtime/cri-runtime/api/services/images/v1"
-	"github.com/cri-runtime/cri-runtime/pkg/content"
 	imageservice "github.com/cri-runtime/cri-runtime/pkg/image/service"
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
 	"github.com/cri-runtime/cri-runtime/pkg/server/convert"
@@ -17,9 +16,8 @@ import (
 // (images_pull.go, images_usage.go).
 type imagesService struct {
 	api.UnimplementedImagesServer
-	store   *meta.ImageStore
-	svc     *imageservice.Service
-	content content.Store // meta's namespaced view, for the usage walks
+	store *meta.ImageStore
+	svc   *imageservice.Service
 	// stopping ends when the daemon stops: pulls end then rather than
 	// hold the stop up; what they fetched stays for the next pull.
 	stopping context.Context

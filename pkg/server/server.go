@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 	}
 	namespacesapi.RegisterNamespacesServer(s.grpc, &namespacesService{store: s.db.Namespaces()})
 	contentapi.RegisterContentServer(s.grpc, contentSvc)
-	imagesapi.RegisterImagesServer(s.grpc, &imagesService{store: s.db.Images(), svc: s.images, content: s.db.ContentStore(), stopping: s.stopping})
+	imagesapi.RegisterImagesServer(s.grpc, &imagesService{store: s.db.Images(), svc: s.images, stopping: s.stopping})
 	containersapi.RegisterContainersServer(s.grpc, &containersService{store: s.db.Containers()})
 	leasesapi.RegisterLeasesServer(s.grpc, &leasesService{leases: s.db.Leases()})
 	eventsapi.RegisterEventsServer(s.grpc, &eventsService{exchange: s.exchange, stopping: s.stopping})
