@@ -18,6 +18,8 @@ import (
 	"net"
 	"path/filepath"
 
+	"github.com/cri-runtime/cri-runtime/pkg/rpc"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -68,8 +70,8 @@ func New(ctx context.Context, address string, opts ...Opt) (*Client, error) {
 	probe.Close()
 	dialOpts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(unaryFromGRPC),
-		grpc.WithChainStreamInterceptor(streamFromGRPC),
+		grpc.WithChainUnaryInterceptor(rpc.UnaryClientInterceptor),
+		grpc.WithChainStreamInterceptor(rpc.StreamClientInterceptor),
 	}, o.dialOpts...)
 	conn, err := grpc.NewClient("unix://"+address, dialOpts...)
 	if err != nil {

@@ -7,15 +7,17 @@
 //	fmt.Errorf("image %q: %w", name, errdefs.ErrNotFound)
 //
 // and tested with the IsX helpers (errors.Is underneath). The mapping to
-// gRPC codes happens in exactly two places: ToGRPC in the server interceptor
-// and FromGRPC in the client helper, so a class survives a round trip.
+// gRPC codes lives in pkg/rpc, beside the server and the client, so that
+// this package links no gRPC and the shim can use it.
 //
-// This package imports nothing of the project.
+// This package imports nothing of the project, and only the standard library.
 package errdefs
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"syscall"
 )
 
 // The error classes. Wrap them; do not compare error text.
@@ -25,10 +27,12 @@ var (
 	ErrNotFound           = errors.New("not found")
 	ErrAlreadyExists      = errors.New("already exists")
 	ErrFailedPrecondition = errors.New("failed precondition")
-	ErrUnavailable        = errors.New("unavailable")
-	ErrNotImplemented     = errors.New("not implemented")
-	ErrConflict           = errors.New("conflict") // maps to Aborted
-	ErrInternal           = errors.New("internal")
+	// ErrResourceExhausted is a full disk, a quota or a limit reached.
+	ErrResourceExhausted = errors.New("resource exhausted")
+	ErrUnavailable       = errors.New("unavailable")
+	ErrNotImplemented    = errors.New("not implemented")
+	ErrConflict          = errors.New("conflict") // maps to Aborted
+	ErrInternal          = errors.New("internal")
 )
 
 // IsInvalidArgument reports whether err is of the InvalidArgument class.
@@ -42,6 +46,13 @@ func IsAlreadyExists(err error) bool { return errors.Is(err, ErrAlreadyExists) }
 
 // IsFailedPrecondition reports whether err is of the FailedPrecondition class.
 func IsFailedPrecondition(err error) bool { return errors.Is(err, ErrFailedPrecondition) }
+
+// IsResourceExhausted reports whether err is of the ResourceExhausted class:
+// wrapped ErrResourceExhausted, or a full disk (ENOSPC) or quota (EDQUOT)
+// from the system, which need no wrapping to be classified.
+func IsResourceExhausted(err error) bool {
+	return errors.Is(err, ErrResourceExhausted) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
 
 // IsUnavailable reports whether err is of the Unavailable class.
 func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
@@ -63,3 +74,9 @@ func IsCanceled(err error) bool { return errors.Is(err, context.Canceled) }
 
 // IsDeadlineExceeded reports whether err is a context deadline.
 func IsDeadlineExceeded(err error) bool { return errors.Is(err, context.DeadlineExceeded) }
+
+// Errorf formats a message and attaches class to it:
+// Errorf(ErrNotFound, "lease %q", id) reads `lease "l1": not found`.
+func Errorf(class error, format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), class)
+}

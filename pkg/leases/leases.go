@@ -1,38 +1,24 @@
-// Package leases carries the lease of an operation in its context.Context
-// and mirrors it to and from a gRPC metadata header. Resources created under
-// a lease (content, ingests, snapshots) are held by it against GC; the
-// leases themselves live in pkg/meta.
+// Package leases carries the lease of an operation in its context.Context.
+// Resources created under a lease (content, ingests, snapshots) are held by
+// it against GC; the leases themselves live in pkg/meta. The lease crosses
+// the management API as a gRPC header, which pkg/rpc maps to and from the
+// context, so that this package links no gRPC.
 //
-// This package imports nothing of the project.
+// This package imports nothing of the project, and only the standard library.
 package leases
 
-import (
-	"context"
-
-	"google.golang.org/grpc/metadata"
-)
-
-// GRPCHeader is the metadata key that carries the lease ID.
-const GRPCHeader = "cri-runtime-lease"
+import "context"
 
 type key struct{}
 
-// WithLease returns a context that carries the lease id.
+// WithLease returns a context that carries the lease id, replacing any
+// lease ctx carried before.
 func WithLease(ctx context.Context, id string) context.Context {
-	ctx = context.WithValue(ctx, key{}, id)
-	return metadata.AppendToOutgoingContext(ctx, GRPCHeader, id)
+	return context.WithValue(ctx, key{}, id)
 }
 
-// FromContext returns the lease in ctx: the in-process value first, then
-// the incoming gRPC header.
+// FromContext returns the lease in ctx.
 func FromContext(ctx context.Context) (string, bool) {
-	if id, ok := ctx.Value(key{}).(string); ok {
-		return id, true
-	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(GRPCHeader); len(v) > 0 {
-			return v[0], true
-		}
-	}
-	return "", false
+	id, ok := ctx.Value(key{}).(string)
+	return id, ok
 }

@@ -1,9 +1,11 @@
 // Package namespaces carries the namespace of an operation in its
-// context.Context and mirrors it to and from a gRPC metadata header.
+// context.Context.
 //
 // Every store call requires a namespace (NamespaceRequired). kubelet's CRI
 // calls run in "k8s.io"; the CLI's default is "default", overridden by the
-// CRI_RUNTIME_NAMESPACE environment variable or --namespace.
+// CRI_RUNTIME_NAMESPACE environment variable or --namespace. The namespace
+// crosses the management API as a gRPC header, which pkg/rpc maps to and
+// from the context, so that this package links no gRPC.
 //
 // This package imports nothing of the project but errdefs and identifiers.
 package namespaces
@@ -15,7 +17,6 @@ import (
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/identifiers"
-	"google.golang.org/grpc/metadata"
 )
 
 const (
@@ -25,31 +26,20 @@ const (
 	K8s = "k8s.io"
 	// EnvVar overrides Default for the CLI.
 	EnvVar = "CRI_RUNTIME_NAMESPACE"
-	// GRPCHeader is the metadata key that carries the namespace.
-	GRPCHeader = "cri-runtime-namespace"
 )
 
 type key struct{}
 
-// WithNamespace returns a context that carries ns, both for in-process
-// callers and, through outgoing gRPC metadata, for remote ones.
+// WithNamespace returns a context that carries ns, replacing any namespace
+// ctx carried before.
 func WithNamespace(ctx context.Context, ns string) context.Context {
-	ctx = context.WithValue(ctx, key{}, ns)
-	return metadata.AppendToOutgoingContext(ctx, GRPCHeader, ns)
+	return context.WithValue(ctx, key{}, ns)
 }
 
-// Namespace returns the namespace in ctx: the in-process value first, then
-// the incoming gRPC header.
+// Namespace returns the namespace in ctx.
 func Namespace(ctx context.Context) (string, bool) {
-	if ns, ok := ctx.Value(key{}).(string); ok {
-		return ns, true
-	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(GRPCHeader); len(v) > 0 {
-			return v[0], true
-		}
-	}
-	return "", false
+	ns, ok := ctx.Value(key{}).(string)
+	return ns, ok
 }
 
 // NamespaceRequired returns the namespace in ctx, validated, or an

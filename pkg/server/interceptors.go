@@ -14,6 +14,7 @@ import (
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
+	"github.com/cri-runtime/cri-runtime/pkg/rpc"
 )
 
 // RequestIDHeader is the response header that carries an RPC's request ID,
@@ -23,15 +24,16 @@ const RequestIDHeader = "cri-runtime-request-id"
 // The interceptor chain, outermost first. Every RPC passes the same steps,
 // unary or streaming:
 //
-//  1. toGRPC: errdefs.ToGRPC on the way out, the only place where a domain
+//  1. toGRPC: rpc.ToGRPC on the way out, the only place where a domain
 //     error becomes a gRPC status. Outermost, so that it sees every error,
 //     including the Internal error of a recovered panic.
 //  2. request ID: a fresh UUID in ctx and in the response header.
 //  3. logger: a klog logger in ctx with the rpc and request ID.
-//  4. namespace: the namespace header, if any, added to the logger. The
+//  4. namespace: the namespace and lease headers, if any, into ctx
+//     (rpc.IncomingContext), the namespace added to the logger. The
 //     services themselves require it (namespaces.NamespaceRequired).
 //  5. metrics: started/handled counters and the latency histogram, by
-//     method and code (errdefs.Code of the domain error).
+//     method and code (rpc.Code of the domain error).
 //  6. recover: innermost, so a panic becomes an Internal error that the
 //     metrics count and the log shows with its stack.
 func serverOptions(m *grpcMetrics) []grpc.ServerOption {
@@ -52,11 +54,11 @@ func serverOptions(m *grpcMetrics) []grpc.ServerOption {
 
 func unaryToGRPC(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	resp, err := handler(ctx, req)
-	return resp, errdefs.ToGRPC(err)
+	return resp, rpc.ToGRPC(err)
 }
 
 func streamToGRPC(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return errdefs.ToGRPC(handler(srv, ss))
+	return rpc.ToGRPC(handler(srv, ss))
 }
 
 // A ctxStep derives the context of an RPC from its parent.
@@ -100,6 +102,7 @@ func withLogger(ctx context.Context, method string) context.Context {
 }
 
 func withNamespace(ctx context.Context, _ string) context.Context {
+	ctx = rpc.IncomingContext(ctx)
 	ns, ok := namespaces.Namespace(ctx)
 	if !ok {
 		return ctx
@@ -167,7 +170,7 @@ func newGRPCMetrics(reg prometheus.Registerer) (*grpcMetrics, error) {
 // at V(4).
 func (m *grpcMetrics) observe(ctx context.Context, method string, start time.Time, err error) {
 	d := time.Since(start)
-	code := errdefs.Code(err).String()
+	code := rpc.Code(err).String()
 	m.handled.WithLabelValues(method, code).Inc()
 	m.latency.WithLabelValues(method, code).Observe(d.Seconds())
 	logger := klog.FromContext(ctx)

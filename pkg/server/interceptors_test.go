@@ -16,6 +16,7 @@ import (
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
+	"github.com/cri-runtime/cri-runtime/pkg/rpc"
 )
 
 // chainUnary runs handler through the server's unary chain, in order.
@@ -99,7 +100,7 @@ func TestContextCarriesRequestIDLoggerAndNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(namespaces.GRPCHeader, "ns1"))
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(rpc.NamespaceHeader, "ns1"))
 	var ids []string
 	for range 2 {
 		err = chainUnary(t, m, ctx, func(ctx context.Context, _ any) (any, error) {

@@ -35,6 +35,8 @@ package snapshot
 import (
 	"context"
 	"time"
+
+	"github.com/cri-runtime/cri-runtime/pkg/mount"
 )
 
 // Kind is the kind of a snapshot.
@@ -95,13 +97,9 @@ func (u *Usage) Add(o Usage) {
 	u.Size += o.Size
 }
 
-// Mount is one mount to perform, in the form of mount(2).
-type Mount struct {
-	Type    string
-	Source  string
-	Target  string // relative to the mount root; "" for the root
-	Options []string
-}
+// Mount is one mount to perform, in the form of mount(2); pkg/mount
+// performs it.
+type Mount = mount.Mount
 
 // WalkFunc is called by Walk for each snapshot.
 type WalkFunc func(context.Context, Info) error

@@ -23,6 +23,7 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
 	"github.com/cri-runtime/cri-runtime/pkg/meta/gc"
 	"github.com/cri-runtime/cri-runtime/pkg/meta/metatest"
+	"github.com/cri-runtime/cri-runtime/pkg/mount"
 	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
 )
@@ -301,7 +302,7 @@ func (e *testEnv) viewTop(t *testing.T, img meta.Image, platform ocispec.Platfor
 			t.Errorf("remove view: %v", err)
 		}
 	}()
-	if err := snapshot.WithTempMount(ctx, mounts, func(root string) error { fn(root); return nil }); err != nil {
+	if err := mount.WithTempMount(ctx, mounts, func(root string) error { fn(root); return nil }); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/image"
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
+	"github.com/cri-runtime/cri-runtime/pkg/mount"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
 )
 
@@ -373,7 +374,7 @@ func (j *unpackJob) applyOver(ctx context.Context, i int) error {
 	}
 	mounts, err := j.sn.Mounts(ctx, key)
 	if err == nil {
-		err = snapshot.WithTempMount(ctx, mounts, func(root string) error {
+		err = mount.WithTempMount(ctx, mounts, func(root string) error {
 			if err := j.applyBlob(ctx, i, root, false); err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/mount"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot/storage"
 )
@@ -28,7 +29,7 @@ func commit(ctx context.Context, t *testing.T, s *Snapshotter, name, parent stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := snapshot.WithTempMountIn(ctx, t.TempDir(), mounts, fn); err != nil {
+	if err := mount.WithTempMountIn(ctx, t.TempDir(), mounts, fn); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Commit(ctx, name, "prep-"+name); err != nil {
@@ -205,10 +206,10 @@ func TestProbeRejectsUnsupportedFilesystem(t *testing.T) {
 	m := snapshot.Mount{Type: "overlay", Source: "overlay", Options: []string{
 		"lowerdir=" + lower, "upperdir=" + upper, "workdir=" + work,
 	}}
-	if err := snapshot.MountAll([]snapshot.Mount{m}, merged); err != nil {
+	if err := mount.MountAll([]snapshot.Mount{m}, merged); err != nil {
 		t.Fatal(err)
 	}
-	defer snapshot.UnmountAll(merged)
+	defer mount.UnmountAll(merged)
 	_, err := NewSnapshotter(filepath.Join(merged, "root"))
 	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "overlayfs") {
 		t.Fatalf("overlay on overlay: want a FailedPrecondition naming overlayfs, got %v", err)

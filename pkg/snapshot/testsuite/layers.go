@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/mount"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
 )
 
@@ -166,7 +167,7 @@ func testConcurrentPrepare(ctx context.Context, t *testing.T, sn snapshot.Snapsh
 			if err != nil {
 				return err
 			}
-			err = snapshot.WithTempMountIn(ctx, t.TempDir(), mounts, func(root string) error {
+			err = mount.WithTempMountIn(ctx, t.TempDir(), mounts, func(root string) error {
 				if err := checkFiles(root, map[string]string{"base": "b"}); err != nil {
 					return err
 				}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/pkg/mount"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
 )
 
@@ -68,7 +69,7 @@ func Run(t *testing.T, name string, newSnapshotter NewFunc) {
 // withMount mounts mounts on a temporary directory of the test for fn.
 func withMount(ctx context.Context, t *testing.T, mounts []snapshot.Mount, fn func(root string) error) {
 	t.Helper()
-	if err := snapshot.WithTempMountIn(ctx, t.TempDir(), mounts, fn); err != nil {
+	if err := mount.WithTempMountIn(ctx, t.TempDir(), mounts, fn); err != nil {
 		t.Fatalf("with mount %+v: %v", mounts, err)
 	}
 }

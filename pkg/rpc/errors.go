@@ -1,12 +1,13 @@
-package errdefs
+package rpc
 
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 )
 
 // classes lists each class with its gRPC code, in the order they are tested.
@@ -14,15 +15,16 @@ var classes = []struct {
 	err  error
 	code codes.Code
 }{
-	{ErrInvalidArgument, codes.InvalidArgument},
-	{ErrNotFound, codes.NotFound},
-	{ErrAlreadyExists, codes.AlreadyExists},
-	{ErrFailedPrecondition, codes.FailedPrecondition},
-	{ErrUnavailable, codes.Unavailable},
-	{ErrNotImplemented, codes.Unimplemented},
-	{ErrConflict, codes.Aborted},
-	{ErrInternal, codes.Internal},
-	{ErrUnknown, codes.Unknown},
+	{errdefs.ErrInvalidArgument, codes.InvalidArgument},
+	{errdefs.ErrNotFound, codes.NotFound},
+	{errdefs.ErrAlreadyExists, codes.AlreadyExists},
+	{errdefs.ErrFailedPrecondition, codes.FailedPrecondition},
+	{errdefs.ErrResourceExhausted, codes.ResourceExhausted},
+	{errdefs.ErrUnavailable, codes.Unavailable},
+	{errdefs.ErrNotImplemented, codes.Unimplemented},
+	{errdefs.ErrConflict, codes.Aborted},
+	{errdefs.ErrInternal, codes.Internal},
+	{errdefs.ErrUnknown, codes.Unknown},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 }
@@ -39,6 +41,9 @@ func Code(err error) codes.Code {
 		if errors.Is(err, c.err) {
 			return c.code
 		}
+	}
+	if errdefs.IsResourceExhausted(err) { // ENOSPC, EDQUOT
+		return codes.ResourceExhausted
 	}
 	return codes.Unknown
 }
@@ -76,7 +81,7 @@ func FromGRPC(err error) error {
 		}
 	}
 	if class == nil {
-		class = ErrUnknown
+		class = errdefs.ErrUnknown
 	}
 	return &grpcError{msg: s.Message(), class: class}
 }
@@ -99,9 +104,3 @@ func (e *grpcError) Unwrap() error { return e.class }
 
 // GRPCStatus lets a converted error be sent on again by a proxy with its code.
 func (e *grpcError) GRPCStatus() *status.Status { return status.New(Code(e.class), e.msg) }
-
-// Errorf formats a message and attaches class to it:
-// Errorf(ErrNotFound, "lease %q", id) reads `lease "l1": not found`.
-func Errorf(class error, format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), class)
-}
