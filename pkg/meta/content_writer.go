@@ -84,6 +84,9 @@ func (cs *contentStore) openIngest(ctx context.Context, ns string, wo content.Wr
 	if linked {
 		return nil, t, fmt.Errorf("content %s: %w", wo.Desc.Digest, errdefs.ErrAlreadyExists)
 	}
+	if _, leased := leases.FromContext(ctx); !leased {
+		db.expiresAt(time.Now().Add(unleasedIngestExpiry))
+	}
 	w, err := db.content.Writer(ctx, content.WithRef(bref), content.WithDescriptor(wo.Desc))
 	if err == nil {
 		db.holdIngest(bref, 1)

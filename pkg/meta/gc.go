@@ -50,7 +50,7 @@ func (db *DB) GarbageCollect(ctx context.Context) (gc.Stats, error) {
 	}
 
 	// Mark first with writers running, then hold them off only to sweep.
-	garbage, txid, err := db.mark()
+	garbage, txid, err := db.mark(&stats)
 	if err != nil {
 		return stats, err
 	}
@@ -58,7 +58,7 @@ func (db *DB) GarbageCollect(ctx context.Context) (gc.Stats, error) {
 	if len(garbage) > 0 {
 		start := time.Now()
 		db.wlock.Lock()
-		sw, err = db.sweep(garbage, txid, stats.Removed)
+		sw, err = db.sweep(garbage, txid, &stats)
 		db.wlock.Unlock()
 		stats.MetaD = time.Since(start)
 		if err != nil {
@@ -89,6 +89,14 @@ func (db *DB) GarbageCollect(ctx context.Context) (gc.Stats, error) {
 	return stats, nil
 }
 
+// expiresAt tells the scheduler that something expires at t, so that a
+// collection runs then even on an idle node.
+func (db *DB) expiresAt(t time.Time) {
+	if !t.IsZero() {
+		db.scheduler.ExpiresAt(t)
+	}
+}
+
 // swept is what the metadata sweep left for the backends.
 type swept struct {
 	content   []digest.Digest            // blobs whose record was deleted somewhere
@@ -103,19 +111,22 @@ type backendRemove struct{ key, parent string }
 
 // mark reads the whole graph in one read transaction, without holding off
 // writers, and returns the garbage and the ID of the transaction it saw.
-func (db *DB) mark() ([]gc.Node, int, error) {
+func (db *DB) mark(stats *gc.Stats) ([]gc.Node, int, error) {
 	var garbage []gc.Node
 	var txid int
 	err := db.bdb.View(func(btx *bolt.Tx) error {
-		garbage, txid = db.scanGarbage(btx), btx.ID()
+		garbage, txid = db.scanGarbage(btx, stats), btx.ID()
 		return nil
 	})
 	return garbage, txid, err
 }
 
-func (db *DB) scanGarbage(btx *bolt.Tx) []gc.Node {
+// scanGarbage reads the graph in btx and returns its garbage; it sets the
+// next expiry in stats.
+func (db *DB) scanGarbage(btx *bolt.Tx, stats *gc.Stats) []gc.Node {
 	g := scanGraph(btx, time.Now(), db.gcHint)
 	db.gcHint = graphHint{nodes: len(g.nodes), blobs: g.maxBlobs}
+	stats.NextExpiry = g.nextExpiry
 	return g.garbage()
 }
 
@@ -126,7 +137,7 @@ func (db *DB) scanGarbage(btx *bolt.Tx) []gc.Node {
 // graph is marked again inside the write transaction, writers held off.
 // One read pass builds the graph and the mark runs in memory over node
 // numbers, so even that pause is short.
-func (db *DB) sweep(garbage []gc.Node, txid int, removed map[gc.ResourceType]int) (*swept, error) {
+func (db *DB) sweep(garbage []gc.Node, txid int, stats *gc.Stats) (*swept, error) {
 	sw := &swept{snapshots: map[string][]backendRemove{}}
 	// The sweep commits without fsync, inside the pause; GarbageCollect
 	// syncs after the pause, before it removes anything from the backends.
@@ -137,7 +148,7 @@ func (db *DB) sweep(garbage []gc.Node, txid int, removed map[gc.ResourceType]int
 	defer func() { db.bdb.NoSync = false }()
 	err := db.bdb.Update(func(btx *bolt.Tx) error {
 		if btx.ID() != txid+1 {
-			garbage = db.scanGarbage(btx)
+			garbage = db.scanGarbage(btx, stats)
 		}
 		// Backend names first: a parent's record may be swept before
 		// its child's.
@@ -158,7 +169,7 @@ func (db *DB) sweep(garbage []gc.Node, txid int, removed map[gc.ResourceType]int
 	}
 	sw.unsynced = len(garbage) > 0
 	for _, n := range garbage {
-		removed[n.Type]++
+		stats.Removed[n.Type]++
 	}
 	return sw, nil
 }

@@ -27,6 +27,9 @@ type graph struct {
 	roots []int32
 	// expired are the leases past their expiry: swept.
 	expired []gc.Node
+	// nextExpiry is the earliest expiry still to come, of a lease or of
+	// an ingest opened without one; zero if none.
+	nextExpiry time.Time
 
 	// The nodes of the namespace being scanned: blobs by the hash of
 	// their digest, ingests and snapshots by key, snapshots as
@@ -130,6 +133,7 @@ func (g *graph) addIngests(ns string, ibkt *bolt.Bucket) {
 		id := g.add(node{typ: gc.ResourceIngest, ns: ns, key: ref}, g.ingests, string(ref))
 		if exp := readTime(ibkt.Bucket(ref), keyExpireAt); !exp.IsZero() && exp.After(g.now) {
 			g.roots = append(g.roots, id)
+			g.expiresAt(exp)
 		}
 		return nil
 	})
@@ -241,6 +245,8 @@ func (g *graph) leaseRoots(ns string, lbkt *bolt.Bucket) {
 				if t, err := time.Parse(time.RFC3339Nano, string(v)); err == nil && !t.After(g.now) {
 					g.expired = append(g.expired, gc.Node{Type: gc.ResourceLease, Namespace: ns, Key: string(id)})
 					return nil
+				} else if err == nil {
+					g.expiresAt(t)
 				}
 			}
 		}
@@ -261,6 +267,13 @@ func (g *graph) leaseRoots(ns string, lbkt *bolt.Bucket) {
 		}
 		return nil
 	})
+}
+
+// expiresAt notes an expiry to come.
+func (g *graph) expiresAt(t time.Time) {
+	if g.nextExpiry.IsZero() || t.Before(g.nextExpiry) {
+		g.nextExpiry = t
+	}
 }
 
 func (g *graph) imageRoots(ibkt *bolt.Bucket) {

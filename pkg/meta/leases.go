@@ -155,6 +155,7 @@ func (lm *LeaseManager) Create(ctx context.Context, opts ...LeaseOpt) (Lease, er
 	if err != nil {
 		return Lease{}, err
 	}
+	lm.db.expiresAt(l.ExpiresAt)
 	return l, nil
 }
 
@@ -191,6 +192,40 @@ func (lm *LeaseManager) Delete(ctx context.Context, l Lease, opts ...DeleteOpt) 
 		return err
 	}
 	return lm.db.afterDelete(ctx, opts)
+}
+
+// SetExpiry moves the expiry of the lease id to at (zero: never expires)
+// and returns the lease. A pull renews its lease this way while it runs,
+// and gives it a bounded expiry when it fails, so that the next pull finds
+// what it had finished. NotFound if there is no such lease.
+func (lm *LeaseManager) SetExpiry(ctx context.Context, id string, at time.Time) (Lease, error) {
+	ns, err := namespace(ctx)
+	if err != nil {
+		return Lease{}, err
+	}
+	var l Lease
+	err = lm.db.update(ctx, func(t *tx) error {
+		bkt := nsBucket(t.Tx, ns, bucketKeyLeases, []byte(id))
+		if bkt == nil {
+			return fmt.Errorf("lease %q: %w", id, errdefs.ErrNotFound)
+		}
+		l = Lease{ID: id, Labels: readLabels(bkt), CreatedAt: readTime(bkt, keyCreatedAt)}
+		if at.IsZero() {
+			delete(l.Labels, LabelGCExpire)
+		} else {
+			l.ExpiresAt = at.UTC()
+			l.Labels[LabelGCExpire] = l.ExpiresAt.Format(time.RFC3339Nano)
+		}
+		if !at.IsZero() && at.Before(time.Now()) {
+			t.dirty = true // what it held may be garbage now
+		}
+		return writeLabels(bkt, l.Labels)
+	})
+	if err != nil {
+		return Lease{}, err
+	}
+	lm.db.expiresAt(l.ExpiresAt)
+	return l, nil
 }
 
 // List returns the leases matching any of fs (fields: id, labels.<key>),

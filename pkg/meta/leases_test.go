@@ -10,6 +10,7 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/leases"
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
 	"github.com/cri-runtime/cri-runtime/pkg/meta/gc"
+	"github.com/cri-runtime/cri-runtime/pkg/meta/metatest"
 )
 
 func TestLeaseLifecycle(t *testing.T) {
@@ -163,5 +164,67 @@ func TestWithLease(t *testing.T) {
 	}
 	if list, _ := db.Leases().List(ctx); len(list) != 0 {
 		t.Fatalf("lease left after done: %+v", list)
+	}
+}
+
+// Regression: an expired lease was collected only when something else
+// triggered a collection, so an idle node kept what it held for as long
+// as it stayed idle. A collection now runs at the next expiry.
+func TestExpiredLeaseCollectedOnIdleNode(t *testing.T) {
+	p := gc.DefaultPolicy()
+	p.StartupDelay = gc.Duration(10 * time.Millisecond)
+	p.MutationThreshold = 0       // no run for writes
+	p.DeletionThreshold = 1 << 30 // nor for deletions
+	env := metatest.NewEnv(t, meta.WithGCPolicy(p))
+	ctx := nsCtx(t, "ns")
+	l, err := env.DB.Leases().Create(ctx, meta.WithRandomID(), meta.WithExpiration(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := blob(t, leases.WithLease(ctx, l.ID), env.DB.ContentStore(), []byte("held for a second"), nil)
+	start := time.Now()
+	for {
+		_, err := env.Content.Info(ctx, d.Digest)
+		if errdefs.IsNotFound(err) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("blob of a lease that expired after 1 s still there after %v", time.Since(start))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if el := time.Since(start); el < 900*time.Millisecond {
+		t.Fatalf("blob removed after %v, before its lease expired", el)
+	}
+	if _, err := env.DB.Leases().List(ctx, "id=="+l.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSetExpiry(t *testing.T) {
+	db := newEnv(t).DB
+	ctx := nsCtx(t, "ns")
+	lm := db.Leases()
+	l, err := lm.Create(ctx, meta.WithRandomID(), meta.WithExpiration(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(2 * time.Hour).Truncate(time.Second)
+	got, err := lm.SetExpiry(ctx, l.ID, at)
+	if err != nil || !got.ExpiresAt.Equal(at) {
+		t.Fatalf("set expiry: %+v, %v", got, err)
+	}
+	list, err := lm.List(ctx, "id=="+l.ID)
+	if err != nil || len(list) != 1 || !list[0].ExpiresAt.Equal(at) {
+		t.Fatalf("after set: %+v, %v", list, err)
+	}
+	if got, err := lm.SetExpiry(ctx, l.ID, time.Time{}); err != nil || !got.ExpiresAt.IsZero() || got.Labels[meta.LabelGCExpire] != "" {
+		t.Fatalf("clear expiry: %+v, %v", got, err)
+	}
+	if _, err := lm.SetExpiry(ctx, "nope", at); !errdefs.IsNotFound(err) {
+		t.Fatalf("unknown lease: %v", err)
 	}
 }

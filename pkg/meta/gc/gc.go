@@ -43,6 +43,10 @@ type Stats struct {
 	SnapshotD time.Duration
 	// Removed counts the nodes swept, by type.
 	Removed map[ResourceType]int
+	// NextExpiry is the earliest expiry still to come that the
+	// collection saw (a lease, an ingest opened without one); zero if
+	// none. The Scheduler runs the next collection then.
+	NextExpiry time.Time
 }
 
 // Elapsed is the whole time of the collection.

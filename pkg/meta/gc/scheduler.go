@@ -41,6 +41,7 @@ type Scheduler struct {
 	deletions  int
 	deletionAt time.Time // when deletions reached the threshold; zero if not
 	forced     bool      // Trigger was called
+	expiry     time.Time // the earliest expiry known to come; zero if none
 	waiters    []chan result
 	stopped    bool // Run has returned; no more runs
 }
@@ -71,6 +72,22 @@ func (s *Scheduler) Trigger() {
 	s.forced = true
 	s.mu.Unlock()
 	s.poke()
+}
+
+// ExpiresAt tells the Scheduler that a lease (or anything the Collector
+// keeps until a time) expires at t: a collection runs then, under the
+// same startup delay and pause budget as the others, so that an idle node
+// gets its space back. It never blocks.
+func (s *Scheduler) ExpiresAt(t time.Time) {
+	s.mu.Lock()
+	earlier := s.expiry.IsZero() || t.Before(s.expiry)
+	if earlier {
+		s.expiry = t
+	}
+	s.mu.Unlock()
+	if earlier {
+		s.poke()
+	}
 }
 
 // ScheduleAndWait asks for a run as soon as the pause budget allows,
@@ -196,6 +213,9 @@ func (s *Scheduler) nextRun(now time.Time, clk *clock) (time.Time, bool) {
 	if !s.deletionAt.IsZero() {
 		consider(laterOf(s.deletionAt.Add(time.Duration(s.policy.ScheduleDelay)), gate))
 	}
+	if !s.expiry.IsZero() {
+		consider(laterOf(s.expiry, gate))
+	}
 	s.mu.Unlock()
 	return laterOf(due, clk.budgetAt), ok
 }
@@ -207,12 +227,16 @@ func (s *Scheduler) runOnce(ctx context.Context, clk *clock) {
 	waiters := s.waiters
 	s.waiters = nil
 	s.mutations, s.deletions, s.deletionAt, s.forced = 0, 0, time.Time{}, false
+	s.expiry = time.Time{}
 	s.mu.Unlock()
 
 	log := klog.FromContext(ctx)
 	stats, err := s.c.GarbageCollect(ctx)
 	s.m.observe(stats, err)
 	clk.startupDone = true
+	if !stats.NextExpiry.IsZero() {
+		s.ExpiresAt(stats.NextExpiry)
+	}
 	// Counting from the end, not the start, keeps the pause share under
 	// the threshold whatever part of the run the pause fell in.
 	clk.budgetAt = time.Now().Add(s.policy.budget(stats.MetaD))
