@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build, run and test
-# cri-runtime: Debian packages (runtimes, CNI plugins, a registry, protoc)
-# and the Go modules. Run as root. Safe to run again.
+# cri-runtime: Debian packages (runtimes, CNI plugins, a registry, protoc and
+# the protobuf well-known types, CRIU) and the Go modules. Run as root. Safe to
+# run again. hack/preflight.sh checks the result; hack/test.sh runs it first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(runc crun containernetworking-plugins busybox-static docker-registry skopeo protobuf-compiler isal pigz iproute2 iptables git curl bc)
+# Each package is here for a step of hack/test.sh or for the daemon:
+#   runc crun criu              OCI runtimes and checkpoint/restore
+#   containernetworking-plugins CNI plugins (bridge, host-local, portmap, loopback)
+#   busybox-static              the static binary test images are built from
+#   docker-registry skopeo      a real registry on loopback, and pushing to it
+#   protobuf-compiler           protoc, for the generated-code check
+#   libprotobuf-dev             google/protobuf/*.proto, which protoc imports
+#   isal pigz                   igzip and unpigz, the external gzip decoders
+#   e2fsprogs util-linux        mkfs.ext4 and losetup: small filesystems that fill up
+#   iproute2 iptables           network namespaces and port mappings
+#   git curl bc                 the scripts themselves
+pkgs=(runc crun criu containernetworking-plugins busybox-static docker-registry skopeo
+	protobuf-compiler libprotobuf-dev isal pigz e2fsprogs util-linux iproute2 iptables git curl bc)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,5 +28,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-command -v go >/dev/null || { echo "go is required (1.26)" >&2; exit 1; }
+command -v go >/dev/null || { echo "hack/deps.sh: go is required (1.26): install it from go.dev" >&2; exit 1; }
 go mod download

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite: generated code up to date, gofmt, go vet, the
 # dependency-direction check and every test with the race detector.
-# Needs root (real overlay mounts, runc) and the packages of hack/deps.sh.
+# Needs root (real overlay mounts, runc) and the packages of hack/deps.sh,
+# which hack/preflight.sh checks first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
 	echo "hack/test.sh: the tests mount filesystems and run containers: run as root" >&2
 	exit 1
 fi
+
+echo "--- preflight"
+hack/preflight.sh
+# Whatever a test would skip for lack of a tool, a kernel feature or a
+# registry fails the run instead: CI proves the whole suite, not a part.
+export CRI_RUNTIME_TEST_STRICT=1
 
 echo "--- generated code"
 hack/genproto.sh --check

@@ -22,6 +22,7 @@ const module = "github.com/cri-runtime/cri-runtime/"
 var leaves = []string{
 	"pkg/errdefs", "pkg/identifiers", "pkg/namespaces", "pkg/leases",
 	"pkg/filters", "pkg/events", "api/events", "pkg/mount",
+	"internal/testenv", // test helpers, standard library only
 }
 
 // allowed maps a package family to the families it may import beyond
@@ -57,6 +58,8 @@ var allowed = map[string][]string{
 	"cmd":                {"*"},
 	"test":               {"*"},
 	"hack":               {"*"},
+	// Test helpers; imported by tests only.
+	"internal/testenv": {},
 }
 
 // small lists the packages that the shim may link, and what none of them

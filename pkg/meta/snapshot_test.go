@@ -2,9 +2,10 @@ package meta_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cri-runtime/cri-runtime/internal/testenv"
 
 	"github.com/cri-runtime/cri-runtime/pkg/content/local"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
@@ -57,11 +58,9 @@ func TestSnapshotSuiteNative(t *testing.T) {
 }
 
 func TestSnapshotSuiteOverlay(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("overlay needs root")
-	}
+	testenv.NeedRoot(t, "overlay")
 	if _, err := overlay.NewSnapshotter(t.TempDir()); err != nil {
-		t.Skipf("overlay not available here: %v", err)
+		testenv.Missing(t, "overlay is not available here: %v", err)
 	}
 	snapshottestsuite.Run(t, "meta-overlay", suiteView("overlayfs", func(root string) (snapshot.Snapshotter, error) {
 		return overlay.NewSnapshotter(root)

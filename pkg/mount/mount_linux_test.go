@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cri-runtime/cri-runtime/internal/testenv"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
@@ -16,9 +18,7 @@ import (
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("mounting needs root")
-	}
+	testenv.NeedRoot(t, "mounting")
 }
 
 func isMountPoint(t *testing.T, p string) bool {

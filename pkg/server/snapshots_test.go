@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cri-runtime/cri-runtime/internal/testenv"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -32,7 +34,7 @@ func TestSnapshotsTestsuite(t *testing.T) {
 				cfg.Metrics.Address = ""
 			})
 			if !slices.Contains(d.Server.DB().Snapshotters(), name) {
-				t.Skipf("the daemon has no %s snapshotter here", name)
+				testenv.Missing(t, "the daemon has no %s snapshotter here", name)
 			}
 			closeFn := func() error {
 				if err := d.Server.DB().Check(ctx); err != nil {

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"testing"
 
+	"github.com/cri-runtime/cri-runtime/internal/testenv"
+
 	"github.com/cri-runtime/cri-runtime/pkg/image"
 )
 
@@ -26,7 +28,7 @@ func BusyboxLayer(t testing.TB, c image.Compression) Layer {
 	t.Helper()
 	path, err := exec.LookPath("busybox")
 	if err != nil {
-		t.Skipf("busybox is not installed: %v", err)
+		testenv.Missing(t, "busybox is not installed: %v", err)
 	}
 	bin, err := os.ReadFile(path)
 	if err != nil {

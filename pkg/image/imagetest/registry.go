@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cri-runtime/cri-runtime/internal/testenv"
 )
 
 // The credentials of a registry started with StartRegistryWithBasicAuth.
@@ -52,7 +54,7 @@ func startRegistry(t testing.TB, authConfig string) string {
 	t.Helper()
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
-		t.Skipf("the distribution registry is not installed (docker-registry not in PATH): %v", err)
+		testenv.Missing(t, "the distribution registry is not installed (docker-registry not in PATH): %v", err)
 	}
 	var lastErr error
 	for range 3 { // the free port may be taken between probe and bind

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/internal/testenv"
+
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cri-runtime/cri-runtime/pkg/image"
@@ -43,7 +45,7 @@ func newTestEnv(t testing.TB, snapshotter string, mutate ...func(*Config)) *test
 	t.Helper()
 	env := metatest.NewEnv(t)
 	if env.Snapshotters[snapshotter] == nil {
-		t.Skipf("snapshotter %q is not available here", snapshotter)
+		testenv.Missing(t, "snapshotter %q is not available here: %v", snapshotter, env.SnapshotterErrs[snapshotter])
 	}
 	cfg := DefaultConfig()
 	cfg.ConfigPath = ""

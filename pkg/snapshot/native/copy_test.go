@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/internal/testenv"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -15,9 +17,7 @@ import (
 // special bits, owners, xattrs, hard links, symlinks, devices, fifos and
 // modification times.
 func TestCopyTreeKeepsMetadata(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("chown and mknod need root")
-	}
+	testenv.NeedRoot(t, "chown and mknod")
 	src, dst := t.TempDir(), t.TempDir()
 	p := func(n string) string { return filepath.Join(src, n) }
 	must := func(err error) {

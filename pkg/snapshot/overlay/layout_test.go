@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cri-runtime/cri-runtime/internal/testenv"
+
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/mount"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
@@ -18,9 +20,7 @@ import (
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("overlay mounts need root")
-	}
+	testenv.NeedRoot(t, "mounting overlay")
 }
 
 func commit(ctx context.Context, t *testing.T, s *Snapshotter, name, parent string, fn func(root string) error) {

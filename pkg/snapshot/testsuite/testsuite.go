@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/internal/testenv"
+
 	"github.com/cri-runtime/cri-runtime/pkg/mount"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
 )
@@ -47,9 +49,7 @@ var cases = []struct {
 
 // Run runs the suite against the snapshotters made by newSnapshotter.
 func Run(t *testing.T, name string, newSnapshotter NewFunc) {
-	if os.Getuid() != 0 {
-		t.Skip("the snapshotter testsuite mounts filesystems and needs root")
-	}
+	testenv.NeedRoot(t, "the snapshotter testsuite (it mounts filesystems)")
 	for _, c := range cases {
 		t.Run(name+"/"+c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
