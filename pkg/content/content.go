@@ -124,6 +124,13 @@ type Writer interface {
 	Truncate(size int64) error
 }
 
+// Syncer is a Writer that can make the bytes written so far durable
+// before Commit, so that a caller can run that slow part outside its own
+// locks. Commit still syncs whatever is left.
+type Syncer interface {
+	Sync() error
+}
+
 // Opt configures a commit or an Info update.
 type Opt func(*Info) error
 

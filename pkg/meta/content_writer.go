@@ -31,8 +31,8 @@ func (cs *contentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (
 			return nil, err
 		}
 	}
-	if wo.Ref == "" {
-		return nil, fmt.Errorf("ingest ref must not be empty: %w", errdefs.ErrInvalidArgument)
+	if err := validateKey("ingest ref", wo.Ref); err != nil {
+		return nil, err
 	}
 	ns, err := namespace(ctx)
 	if err != nil {
@@ -145,7 +145,7 @@ func putIngest(ctx context.Context, btx *bolt.Tx, ns, ref string) (bref string, 
 	}
 	bkt := ibkt.Bucket([]byte(ref))
 	if bkt == nil {
-		seq, err := ibkt.NextSequence()
+		seq, err := nextBackendSeq(btx)
 		if err != nil {
 			return "", false, err
 		}
@@ -236,6 +236,13 @@ func (nw *namespacedWriter) Commit(ctx context.Context, size int64, expected dig
 			ctx = leases.WithLease(ctx, id)
 		}
 	}
+	// The data's fsync, the slow part, runs before any lock: the
+	// backend's own Commit then has little left to sync.
+	if sy, ok := nw.Writer.(content.Syncer); ok {
+		if err := sy.Sync(); err != nil {
+			return fmt.Errorf("ingest %q: %w", nw.ref, err)
+		}
+	}
 	db := nw.db
 	db.cl.RLock()
 	t, err := nw.commit(ctx, size, expected, base.Labels)
@@ -246,11 +253,12 @@ func (nw *namespacedWriter) Commit(ctx context.Context, size int64, expected dig
 	return err
 }
 
-// commit is Commit under cl.RLock.
+// commit is Commit under cl.RLock, which keeps the collector from
+// removing the new blob from the backend before its record exists. The
+// writers' interlock is held for the record's transaction only, not for
+// the backend's commit.
 func (nw *namespacedWriter) commit(ctx context.Context, size int64, expected digest.Digest, labels map[string]string) (*tx, error) {
 	db := nw.db
-	db.wlock.RLock()
-	defer db.wlock.RUnlock()
 	st, err := nw.Writer.Status()
 	if err != nil {
 		return nil, fmt.Errorf("ingest %q: %w", nw.ref, err)
@@ -272,6 +280,8 @@ func (nw *namespacedWriter) commit(ctx context.Context, size int64, expected dig
 		bsize = info.Size
 	}
 	var exists bool
+	db.wlock.RLock()
+	defer db.wlock.RUnlock()
 	t, err := db.commit(func(t *tx) error {
 		if err := deleteIngest(t.Tx, nw.ns, nw.ref); err != nil {
 			return err

@@ -59,6 +59,11 @@ type DB struct {
 	// openIngests counts the open writers per backend ingest ref; the
 	// collector never aborts those.
 	openIngests map[string]int
+	// pins counts, per node, the backend operations in progress that
+	// need it: the parent a snapshot is copied from, the active snapshot
+	// being committed. The mark takes pinned nodes as roots, so that
+	// writers need not hold the interlock across slow disk work (see pin).
+	pins map[gc.Node]int
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -123,6 +128,7 @@ func Open(ctx context.Context, path string, cs content.Store, snapshotters map[s
 		publisher:      o.publisher,
 		pendingContent: map[digest.Digest]struct{}{},
 		openIngests:    map[string]int{},
+		pins:           map[gc.Node]int{},
 		done:           make(chan struct{}),
 	}
 	db.cs = &contentStore{db: db}
@@ -261,6 +267,44 @@ func (db *DB) committed(ctx context.Context, t *tx) {
 			klog.FromContext(ctx).Error(err, "publish event", "topic", e.topic, "namespace", e.ns)
 		}
 	}
+}
+
+// pin makes nodes roots of every mark until the returned unpin is called.
+// The caller holds wlock.RLock and commits a write transaction before it
+// releases it: a mark that started before that commit is then validated
+// again inside the sweep (its transaction ID no longer follows the
+// mark's), and reads the pins again there. So a backend operation pins
+// what it needs in the transaction that checks it, runs without the
+// interlock, and unpins after the transaction that records its result.
+func (db *DB) pin(nodes ...gc.Node) (unpin func()) {
+	db.mu.Lock()
+	for _, n := range nodes {
+		db.pins[n]++
+	}
+	db.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			db.mu.Lock()
+			for _, n := range nodes {
+				if db.pins[n]--; db.pins[n] <= 0 {
+					delete(db.pins, n)
+				}
+			}
+			db.mu.Unlock()
+		})
+	}
+}
+
+// pinned returns the pinned nodes by namespace.
+func (db *DB) pinned() map[string][]gc.Node {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	out := map[string][]gc.Node{}
+	for n := range db.pins {
+		out[n.Namespace] = append(out[n.Namespace], n)
+	}
+	return out
 }
 
 // namespace returns the namespace of ctx; every store call requires one.

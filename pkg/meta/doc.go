@@ -13,8 +13,9 @@
 // time.Time.MarshalBinary, integers binary.PutVarint. "labels" buckets map
 // label keys to values.
 //
-//	v1                                  schema root
-//	├── version : 1                     the schema version (migrations.go)
+//	v1                                  schema root; its sequence numbers
+//	│                                   backend snapshot keys and ingest refs
+//	├── version : 2                     the schema version (migrations.go)
 //	└── <namespace>                     created explicitly or by its first write
 //	    ├── labels
 //	    ├── images
@@ -41,12 +42,12 @@
 //	    │   ├── blob
 //	    │   │   └── <digest> : record  size, times, labels in one value (blobs.go):
 //	    │   │                          the collector reads them all in its pause
-//	    │   └── ingests                 (its sequence numbers backend refs)
+//	    │   └── ingests
 //	    │       └── <ref>
 //	    │           ├── ref : "<namespace>/<seq>/<ref>", the backend's ref
 //	    │           └── expireat : time, only for an ingest opened without a lease
 //	    ├── snapshots
-//	    │   └── <snapshotter>           (its sequence numbers backend keys)
+//	    │   └── <snapshotter>
 //	    │       └── <key or name>
 //	    │           ├── name : "<namespace>/<seq>/<key>", the backend's key
 //	    │           ├── kind : "Active" | "View" | "Committed"
@@ -88,11 +89,16 @@
 // # Caveats
 //
 //   - Writers and the collector share an interlock (DB.wlock): every write
-//     transaction, and a backend operation together with the transaction
-//     that records its result, holds the read side; the mark and the
-//     metadata sweep hold the write side. That is the pause in
-//     gc.Stats.MetaD. Backend removals run after it, each checked again
-//     under a lock of their own (content: DB.cl; snapshots: the view's sl).
+//     transaction holds the read side; the metadata sweep holds the write
+//     side. That is the pause in gc.Stats.MetaD, timed from when the sweep
+//     has the lock. No disk I/O but bolt's own runs under it: a backend
+//     operation (a native copy, a usage walk, a blob's fsync) pins what it
+//     needs (DB.pin: roots for every mark) in the transaction that checks
+//     it, runs without the interlock, and unpins after the transaction
+//     that records its result. Backend removals run after the pause, each
+//     checked again under a lock of their own (content: DB.cl; snapshots:
+//     the view's sl, which also keeps the reconcile of the first
+//     collection off snapshots not recorded yet).
 //   - Whatever is created without a lease and without a referrer is
 //     garbage at the next collection: pulls and unpacks run under a lease
 //     (WithLease).
@@ -103,8 +109,8 @@
 //     removes.
 //   - Deleting a blob or a snapshot also drops it from every lease of the
 //     namespace, so that leases never hold what does not exist.
-//   - The sweep's transaction commits without fsync inside the pause and
-//     is synced right after it, before any backend removal.
+//   - The sweep's transaction commits with bolt's fsync, inside the
+//     pause: bolt needs its data pages on disk before its meta page.
 //   - Check holds writers off for its whole run, backend stat calls
 //     included: it is for tests and repair, not for a busy daemon.
 //   - Bolt allows one process per file: Open waits up to 10 s for the file

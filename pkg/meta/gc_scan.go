@@ -67,7 +67,7 @@ var (
 
 // scanGraph reads every namespace: first its nodes, then the edges
 // between them, then its roots. References never cross namespaces.
-func scanGraph(btx *bolt.Tx, now time.Time, hint graphHint) *graph {
+func scanGraph(btx *bolt.Tx, now time.Time, hint graphHint, pins map[string][]gc.Node) *graph {
 	g := &graph{now: now, adj: map[int32][]int32{}, nodes: make([]node, 0, hint.nodes+hint.nodes/8), seed: maphash.MakeSeed()}
 	v1 := btx.Bucket(bucketKeyV1)
 	if v1 == nil {
@@ -93,6 +93,7 @@ func scanGraph(btx *bolt.Tx, now time.Time, hint graphHint) *graph {
 		g.imageRoots(nbkt.Bucket(bucketKeyImages))
 		g.containerRoots(nbkt.Bucket(bucketKeyContainers))
 		g.sandboxRoots(nbkt.Bucket(bucketKeySandboxes))
+		g.pinRoots(pins[ns])
 		return nil
 	})
 	return g
@@ -267,6 +268,25 @@ func (g *graph) leaseRoots(ns string, lbkt *bolt.Bucket) {
 		}
 		return nil
 	})
+}
+
+// pinRoots makes the pinned nodes of the namespace being scanned roots.
+func (g *graph) pinRoots(pins []gc.Node) {
+	for _, p := range pins {
+		var n int32
+		var ok bool
+		switch p.Type {
+		case gc.ResourceContent:
+			n, ok = g.blob([]byte(p.Key))
+		case gc.ResourceIngest:
+			n, ok = g.ingests[p.Key]
+		case gc.ResourceSnapshot:
+			n, ok = g.snapshots[p.Key]
+		}
+		if ok {
+			g.roots = append(g.roots, n)
+		}
+	}
 }
 
 // expiresAt notes an expiry to come.

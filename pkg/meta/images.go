@@ -182,8 +182,8 @@ func (s *ImageStore) Delete(ctx context.Context, name string, opts ...DeleteOpt)
 // validateImageName checks that an image name is a usable reference: not
 // empty and without control characters or spaces.
 func validateImageName(name string) error {
-	if name == "" {
-		return fmt.Errorf("image name must not be empty: %w", errdefs.ErrInvalidArgument)
+	if err := validateKey("image name", name); err != nil {
+		return err
 	}
 	for _, r := range name {
 		if unicode.IsControl(r) || unicode.IsSpace(r) {

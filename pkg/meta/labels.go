@@ -32,8 +32,21 @@ const (
 	labelGCPrefix = "cri-runtime.io/gc."
 )
 
-// maxLabelSize bounds the key plus the value of one label, in bytes.
-const maxLabelSize = 4096
+// The bounds of what one record may hold. A record is read whole by every
+// lookup and, for blobs, by the collector in its pause: they keep a
+// client from making every later read slow.
+const (
+	// maxLabelSize bounds the key plus the value of one label, in bytes.
+	maxLabelSize = 4096
+	// maxLabels bounds the number of labels of one record.
+	maxLabels = 1024
+	// maxLabelsTotal bounds the keys plus values of one record's labels,
+	// in bytes.
+	maxLabelsTotal = 256 << 10
+	// maxKeyLen bounds an ingest ref, a snapshot key or name and an image
+	// name, in bytes.
+	maxKeyLen = 1024
+)
 
 // GCRefSnapshotLabel returns the label key that references a snapshot of
 // snapshotter; suffix, if not empty, tells several such labels apart.
@@ -46,13 +59,33 @@ func GCRefSnapshotLabel(snapshotter, suffix string) string {
 
 // validateLabels checks the size and shape of labels.
 func validateLabels(labels map[string]string) error {
+	if len(labels) > maxLabels {
+		return fmt.Errorf("%d labels, more than the %d a record may have: %w", len(labels), maxLabels, errdefs.ErrInvalidArgument)
+	}
+	total := 0
 	for k, v := range labels {
 		if k == "" {
 			return fmt.Errorf("label key must not be empty: %w", errdefs.ErrInvalidArgument)
 		}
 		if len(k)+len(v) > maxLabelSize {
-			return fmt.Errorf("label %q is longer than %d bytes: %w", k, maxLabelSize, errdefs.ErrInvalidArgument)
+			return fmt.Errorf("label %.64q is longer than %d bytes: %w", k, maxLabelSize, errdefs.ErrInvalidArgument)
 		}
+		total += len(k) + len(v)
+	}
+	if total > maxLabelsTotal {
+		return fmt.Errorf("labels of %d bytes, more than the %d a record may have: %w", total, maxLabelsTotal, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// validateKey checks an ingest ref, a snapshot key or an image name: what
+// names it for what, not empty and at most maxKeyLen bytes.
+func validateKey(what, key string) error {
+	if key == "" {
+		return fmt.Errorf("%s must not be empty: %w", what, errdefs.ErrInvalidArgument)
+	}
+	if len(key) > maxKeyLen {
+		return fmt.Errorf("%s %.64q... is %d bytes, more than %d: %w", what, key, len(key), maxKeyLen, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

@@ -22,6 +22,37 @@ var migrations = []migration{
 		_, err := tx.CreateBucketIfNotExists(bucketKeyV1)
 		return err
 	}},
+	{version: 2, name: "one sequence for backend names", migrate: globalSequence},
+}
+
+// globalSequence starts the v1 bucket's sequence, which numbers backend
+// snapshot keys and ingest refs from version 2 on, past every number the
+// per-namespace sequences of version 1 gave. Those restarted when a
+// namespace was deleted and created again, so a backend name could come
+// back while the collector still had the old one to remove.
+func globalSequence(tx *bolt.Tx) error {
+	v1 := tx.Bucket(bucketKeyV1)
+	top := v1.Sequence()
+	_ = v1.ForEachBucket(func(ns []byte) error {
+		nbkt := v1.Bucket(ns)
+		if ibkt := nsBucket(tx, string(ns), bucketKeyContent, bucketKeyIngests); ibkt != nil {
+			top = max(top, ibkt.Sequence())
+		}
+		if sbkt := nbkt.Bucket(bucketKeySnapshots); sbkt != nil {
+			_ = sbkt.ForEachBucket(func(name []byte) error {
+				top = max(top, sbkt.Bucket(name).Sequence())
+				return nil
+			})
+		}
+		return nil
+	})
+	return v1.SetSequence(top)
+}
+
+// nextBackendSeq returns the next number for a backend name: unique for
+// the life of the file, whatever namespaces come and go.
+func nextBackendSeq(tx *bolt.Tx) (uint64, error) {
+	return tx.Bucket(bucketKeyV1).NextSequence()
 }
 
 // SchemaVersion is the schema version this code reads and writes.

@@ -98,6 +98,9 @@ func (s *NamespaceStore) SetLabel(ctx context.Context, name, key, value string) 
 			}
 			labels[key] = value
 		}
+		if err := validateLabels(labels); err != nil {
+			return fmt.Errorf("namespace %q: %w", name, err)
+		}
 		if err := writeLabels(bkt, labels); err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 
 	eventsv1 "github.com/cri-runtime/cri-runtime/api/events/v1"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/meta/gc"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
 	bolt "go.etcd.io/bbolt"
 	"k8s.io/klog/v2"
@@ -43,17 +44,19 @@ func backendKey(ns string, seq uint64, key string) string {
 	return ns + "/" + strconv.FormatUint(seq, 10) + "/" + key
 }
 
-// create is Prepare and View: a transaction checks the request and
-// reserves a backend key, the backend creates the snapshot, a second
-// transaction records it (and leases it). The key is locked throughout
-// and the collector kept out by wlock.
+// create is Prepare and View: a transaction checks the request, reserves
+// a backend key and pins the parent, the backend creates the snapshot (a
+// full copy, for native) without the interlock, and a second transaction
+// records it (and leases it). The key is locked throughout, the pin keeps
+// the collector off the parent, and sl keeps its reconcile off the new
+// backend snapshot until its record exists.
 func (s *snapshotter) create(ctx context.Context, kind snapshot.Kind, key, parent string, opts []snapshot.Opt) ([]snapshot.Mount, error) {
 	ns, err := namespace(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if key == "" {
-		return nil, fmt.Errorf("snapshot key must not be empty: %w", errdefs.ErrInvalidArgument)
+	if err := validateKey("snapshot key", key); err != nil {
+		return nil, err
 	}
 	base, err := applyOpts(key, opts)
 	if err != nil {
@@ -70,15 +73,8 @@ func (s *snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 	s.sl.RLock()
 	defer s.sl.RUnlock()
 	db := s.db
-	db.wlock.RLock()
-	locked := true
-	defer func() {
-		if locked {
-			db.wlock.RUnlock()
-		}
-	}()
 	var bkey, bparent string
-	if _, err := db.commit(func(t *tx) error {
+	unpin, err := s.reserve(ns, func(t *tx) error {
 		bkt, err := createNSBucket(t.Tx, ns, bucketKeySnapshots, []byte(s.name))
 		if err != nil {
 			return err
@@ -92,12 +88,14 @@ func (s *snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 		if bparent, err = committedParent(bkt, key, parent); err != nil {
 			return err
 		}
-		seq, err := bkt.NextSequence()
+		seq, err := nextBackendSeq(t.Tx)
 		bkey = backendKey(ns, seq, key)
 		return err
-	}); err != nil {
+	}, parent)
+	if err != nil {
 		return nil, err
 	}
+	defer unpin()
 	var mounts []snapshot.Mount
 	if kind == snapshot.KindView {
 		mounts, err = s.sn.View(ctx, bkey, bparent)
@@ -109,7 +107,7 @@ func (s *snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 	}
 	now := time.Now().UTC()
 	r := record{bkey: bkey, info: snapshot.Info{Kind: kind, Name: key, Parent: parent, Labels: base.Labels, Created: now, Updated: now}}
-	t, err := db.commit(func(t *tx) error {
+	err = db.update(ctx, func(t *tx) error {
 		if err := s.putRecord(ctx, t.Tx, ns, r); err != nil {
 			return err
 		}
@@ -122,10 +120,28 @@ func (s *snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 		s.undo(ctx, bkey)
 		return nil, err
 	}
-	db.wlock.RUnlock()
-	locked = false
-	db.committed(ctx, t)
 	return mounts, nil
+}
+
+// reserve runs check in a write transaction under the writers' side of
+// the interlock, with the snapshots keys of ns pinned (see DB.pin), and
+// returns their unpin. On error nothing stays pinned.
+func (s *snapshotter) reserve(ns string, check func(*tx) error, keys ...string) (unpin func(), err error) {
+	var nodes []gc.Node
+	for _, k := range keys {
+		if k != "" {
+			nodes = append(nodes, snapshotNode(ns, s.name, k))
+		}
+	}
+	db := s.db
+	db.wlock.RLock()
+	defer db.wlock.RUnlock()
+	unpin = db.pin(nodes...)
+	if _, err := db.commit(check); err != nil {
+		unpin()
+		return nil, err
+	}
+	return unpin, nil
 }
 
 // committedParent checks that parent exists in bkt and is committed, and
@@ -195,8 +211,11 @@ func (s *snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 	if err != nil {
 		return err
 	}
-	if name == "" || key == "" {
-		return fmt.Errorf("snapshot commit of %q as %q: name and key must not be empty: %w", key, name, errdefs.ErrInvalidArgument)
+	if err := validateKey("snapshot key", key); err != nil {
+		return fmt.Errorf("snapshot commit: %w", err)
+	}
+	if err := validateKey("snapshot name", name); err != nil {
+		return fmt.Errorf("snapshot commit of %q: %w", key, err)
 	}
 	base, err := applyOpts(name, opts)
 	if err != nil {
@@ -220,18 +239,19 @@ func (s *snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 	return nil
 }
 
-// commit is Commit with the keys locked, under wlock.RLock.
+// commit is Commit with the keys locked: a transaction checks it,
+// reserves the backend name and pins the active snapshot and the parent,
+// the backend commits (a usage walk, for some) without the interlock, and
+// a second transaction swaps the records.
 func (s *snapshotter) commit(ctx context.Context, ns, name, key string, base snapshot.Info) (*tx, error) {
 	db := s.db
-	db.wlock.RLock()
-	defer db.wlock.RUnlock()
 	var (
 		active         record
 		bname, bparent string
 		parent         string
 		rebase         = base.Parent != ""
 	)
-	if _, err := db.commit(func(t *tx) error {
+	unpin, err := s.reserve(ns, func(t *tx) error {
 		if err := checkLease(ctx, t.Tx, ns); err != nil {
 			return err
 		}
@@ -254,12 +274,14 @@ func (s *snapshotter) commit(ctx context.Context, ns, name, key string, base sna
 		if bparent, err = committedParent(bkt, name, parent); err != nil {
 			return err
 		}
-		seq, err := bkt.NextSequence()
+		seq, err := nextBackendSeq(t.Tx)
 		bname = backendKey(ns, seq, name)
 		return err
-	}); err != nil {
+	}, key, base.Parent)
+	if err != nil {
 		return nil, err
 	}
+	defer unpin()
 	var bopts []snapshot.Opt
 	if rebase {
 		bopts = append(bopts, snapshot.WithParent(bparent))
@@ -269,8 +291,14 @@ func (s *snapshotter) commit(ctx context.Context, ns, name, key string, base sna
 	}
 	now := time.Now().UTC()
 	committed := record{bkey: bname, info: snapshot.Info{Kind: snapshot.KindCommitted, Name: name, Parent: parent, Labels: base.Labels, Created: now, Updated: now}}
+	db.wlock.RLock()
+	defer db.wlock.RUnlock()
 	t, err := db.commit(func(t *tx) error {
 		bkt := s.bucket(t.Tx, ns)
+		if bkt == nil || bkt.Bucket([]byte(key)) == nil {
+			// Only a namespace deleted under a pinned key could do this.
+			return internalf("snapshot %q: record gone during its commit", key)
+		}
 		if err := s.deleteRecord(t.Tx, ns, bkt, active); err != nil {
 			return err
 		}

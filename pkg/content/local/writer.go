@@ -299,3 +299,16 @@ func (w *writer) release() {
 	w.fp = nil
 	w.s.unlockRef(w.ref)
 }
+
+// Sync makes the bytes written so far durable (content.Syncer).
+func (w *writer) Sync() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fp == nil {
+		return w.closedError()
+	}
+	if err := w.fp.Sync(); err != nil {
+		return fmt.Errorf("ingest %q: sync: %w", w.ref, err)
+	}
+	return nil
+}
