@@ -59,6 +59,7 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 
 	var (
 		sn      storage.Snapshot
+		placed  bool
 		renamed string
 	)
 	err = s.ms.Update(ctx, func(tx *storage.Tx) (err error) {
@@ -66,11 +67,12 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 			return err
 		}
 		renamed = s.dir(sn.ID)
-		return os.Rename(tmp, renamed)
+		placed, err = storage.PlaceDir(tmp, renamed)
+		return err
 	})
 	if err != nil {
-		if renamed != "" {
-			// The rename may have happened before the commit failed.
+		if placed {
+			// Renamed, then the commit failed: the directory is ours.
 			_ = os.RemoveAll(renamed)
 		}
 		return nil, err

@@ -17,3 +17,9 @@ func TestNative(t *testing.T) {
 		return ctx, sn, sn.Close
 	})
 }
+
+func TestNativeCrashBetweenRenameAndRecord(t *testing.T) {
+	testsuite.RunCrashBetweenRenameAndRecord(t, func(root string) (snapshot.Snapshotter, error) {
+		return NewSnapshotter(root)
+	})
+}

@@ -23,3 +23,9 @@ func TestOverlay(t *testing.T) {
 		return ctx, sn, sn.Close
 	})
 }
+
+func TestOverlayCrashBetweenRenameAndRecord(t *testing.T) {
+	testsuite.RunCrashBetweenRenameAndRecord(t, func(root string) (snapshot.Snapshotter, error) {
+		return NewSnapshotter(root)
+	})
+}

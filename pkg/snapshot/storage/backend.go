@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
@@ -128,6 +130,27 @@ func (ms *MetaStore) CleanupDirs(ctx context.Context, dir string) error {
 		errs = append(errs, os.RemoveAll(filepath.Join(dir, name)))
 	}
 	return errors.Join(errs...)
+}
+
+// PlaceDir renames tmp, a new snapshot's prepared directory, to target,
+// the directory of the ID that CreateSnapshot just numbered, and reports
+// whether it did. A directory already at target was left by a crash
+// between such a rename and the commit of its record: the sequence that
+// numbered it was rolled back with the record, so no record names it. It
+// is removed and the rename tried once more, so that the first create
+// after such a crash succeeds.
+func PlaceDir(tmp, target string) (placed bool, err error) {
+	err = os.Rename(tmp, target)
+	if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+		if rerr := os.RemoveAll(target); rerr != nil {
+			return false, fmt.Errorf("remove %q, left by a crash: %w", target, rerr)
+		}
+		err = os.Rename(tmp, target)
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // TempPrefix names a snapshot directory being prepared, before its create
