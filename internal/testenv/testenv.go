@@ -10,6 +10,8 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -36,4 +38,42 @@ func NeedRoot(t testing.TB, why string) {
 	if os.Getuid() != 0 {
 		Missing(t, "%s needs root", why)
 	}
+}
+
+// SmallFS mounts a fresh ext4 filesystem of sizeMiB on a new directory,
+// unmounted when the test ends, for tests that fill a disk. It needs root,
+// mkfs.ext4 and loop devices.
+func SmallFS(t testing.TB, sizeMiB int) string {
+	t.Helper()
+	NeedRoot(t, "a loop-mounted filesystem")
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		Missing(t, "mkfs.ext4 is not installed (Debian package e2fsprogs): %v", err)
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "fs.img")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(int64(sizeMiB) << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-m", "0", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+		Missing(t, "loop mount of a small filesystem: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			_ = exec.Command("umount", "-l", mnt).Run()
+			t.Errorf("umount %s: %v: %s", mnt, err, out)
+		}
+	})
+	return mnt
 }
