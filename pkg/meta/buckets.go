@@ -45,6 +45,10 @@ var (
 	keySnapshotter = []byte("snapshotter")
 	keySnapshotKey = []byte("snapshotkey")
 	keySandboxID   = []byte("sandboxid")
+	keyStatus      = []byte("status")
+	keyConfig      = []byte("config")
+
+	bucketKeyImageConfigs = []byte("imageconfigs")
 )
 
 // nsChildBuckets are the buckets a namespace may hold, in the order a
@@ -52,6 +56,7 @@ var (
 var nsChildBuckets = [][]byte{
 	bucketKeyImages, bucketKeyContainers, bucketKeySandboxes,
 	bucketKeyContent, bucketKeySnapshots, bucketKeyLeases, bucketKeyLabels,
+	bucketKeyImageConfigs,
 }
 
 // bucket walks the path of keys from the root and returns the bucket at

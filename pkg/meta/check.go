@@ -106,7 +106,9 @@ func (c *checker) checkNamespace(btx *bolt.Tx, ns string, nbkt *bolt.Bucket) {
 		return nil
 	})
 	c.checkImages(btx, ns, nbkt.Bucket(bucketKeyImages))
+	c.checkImageConfigs(ns, nbkt.Bucket(bucketKeyImages), nbkt.Bucket(bucketKeyImageConfigs))
 	c.checkContainers(btx, ns, nbkt.Bucket(bucketKeyContainers))
+	c.checkSandboxes(ns, nbkt.Bucket(bucketKeySandboxes), nbkt.Bucket(bucketKeyContainers))
 	if cbkt := nbkt.Bucket(bucketKeyContent); cbkt != nil {
 		_ = cbkt.ForEach(func(k, _ []byte) error {
 			if string(k) != string(bucketKeyBlob) && string(k) != string(bucketKeyIngests) {
@@ -149,8 +151,78 @@ func (c *checker) checkContainers(btx *bolt.Tx, ns string, cbkt *bolt.Bucket) {
 		} else if err := c.db.checkSnapshotRef(btx, ns, ctr); err != nil {
 			c.addf("%s: %v", what, err)
 		}
+		if _, err := readStatus(cbkt.Bucket(k)); err != nil {
+			c.addf("%s: %v", what, err)
+		}
+		if ctr.SandboxID != "" {
+			ibkt := nsBucket(btx, ns, bucketKeySandboxes, []byte(ctr.SandboxID), bucketKeyContainers)
+			if ibkt == nil || !hasKey(ibkt, k) {
+				c.addf("%s: sandbox %q does not list it", what, ctr.SandboxID)
+			}
+		}
 		return nil
 	})
+}
+
+// checkImageConfigs checks that the config index lists exactly the images
+// with a config digest, each under its own.
+func (c *checker) checkImageConfigs(ns string, ibkt, cbkt *bolt.Bucket) {
+	indexed := map[string]string{}
+	if cbkt != nil {
+		_ = cbkt.ForEachBucket(func(dgst []byte) error {
+			return cbkt.Bucket(dgst).ForEach(func(name, _ []byte) error {
+				indexed[string(name)] = string(dgst)
+				return nil
+			})
+		})
+	}
+	if ibkt != nil {
+		_ = ibkt.ForEachBucket(func(name []byte) error {
+			img := readImage(string(name), ibkt.Bucket(name))
+			if got := indexed[img.Name]; got != img.ConfigDigest.String() {
+				c.addf("namespace %q: image %q of config %q is indexed under %q", ns, img.Name, img.ConfigDigest, got)
+			}
+			delete(indexed, img.Name)
+			return nil
+		})
+	}
+	for name, dgst := range indexed {
+		c.addf("namespace %q: config index %s names image %q, which does not exist", ns, dgst, name)
+	}
+}
+
+// checkSandboxes checks that every container a sandbox lists exists and
+// names it, and that its status reads.
+func (c *checker) checkSandboxes(ns string, sbkt, cbkt *bolt.Bucket) {
+	if sbkt == nil {
+		return
+	}
+	_ = sbkt.ForEachBucket(func(k []byte) error {
+		bkt := sbkt.Bucket(k)
+		what := fmt.Sprintf("namespace %q: sandbox %q", ns, k)
+		if err := validateSandbox(readSandbox(string(k), bkt)); err != nil {
+			c.addf("%s: %v", what, err)
+		}
+		if _, err := readStatus(bkt); err != nil {
+			c.addf("%s: %v", what, err)
+		}
+		for _, id := range sandboxContainers(bkt) {
+			var ctr *bolt.Bucket
+			if cbkt != nil {
+				ctr = cbkt.Bucket([]byte(id))
+			}
+			if ctr == nil || string(ctr.Get(keySandboxID)) != string(k) {
+				c.addf("%s: lists container %q, which is not its own", what, id)
+			}
+		}
+		return nil
+	})
+}
+
+// hasKey reports whether bkt holds the key k, whatever its value.
+func hasKey(bkt *bolt.Bucket, k []byte) bool {
+	key, _ := bkt.Cursor().Seek(k)
+	return bytes.Equal(key, k)
 }
 
 func (c *checker) checkBlobs(ns string, bbkt *bolt.Bucket) {

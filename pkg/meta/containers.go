@@ -47,91 +47,175 @@ func adaptContainer(c Container) filters.Adaptor {
 }
 
 // Create stores c; AlreadyExists if its ID is taken. A snapshot key must
-// name an existing snapshot of the namespace (NotFound otherwise).
-func (s *ContainerStore) Create(ctx context.Context, c Container) (Container, error) {
-	ns, err := namespace(ctx)
-	if err != nil {
-		return Container{}, err
-	}
-	if err := validateContainer(c); err != nil {
-		return Container{}, err
-	}
-	err = s.db.update(ctx, func(t *tx) error {
-		if err := s.db.checkSnapshotRef(t.Tx, ns, c); err != nil {
-			return err
-		}
-		cbkt, err := createNSBucket(t.Tx, ns, bucketKeyContainers)
-		if err != nil {
-			return err
-		}
-		bkt, err := cbkt.CreateBucket([]byte(c.ID))
-		if err == bolt.ErrBucketExists {
-			return fmt.Errorf("container %q: %w", c.ID, errdefs.ErrAlreadyExists)
-		}
-		if err != nil {
-			return err
-		}
-		c.CreatedAt = time.Now().UTC()
-		c.UpdatedAt = c.CreatedAt
-		if err := writeContainer(bkt, c); err != nil {
-			return err
-		}
-		t.publish(ns, "/containers/create", &eventsv1.ContainerCreate{Id: c.ID, Image: c.Image, Runtime: c.Runtime.Name})
-		return nil
+// name an existing snapshot of the namespace, a sandbox ID an existing
+// sandbox (NotFound otherwise).
+func (s *ContainerStore) Create(ctx context.Context, c Container) (created Container, err error) {
+	err = s.db.Update(ctx, func(tx *Tx) error {
+		created, err = tx.CreateContainer(c)
+		return err
 	})
-	if err != nil {
-		return Container{}, err
-	}
-	return c, nil
+	return created, err
 }
 
 // Update changes the fields of the stored container c.ID named by
 // fieldpaths: "labels", "labels.<key>", "image", "spec", "snapshotter",
 // "snapshotkey", "runtime", "extensions", "extensions.<key>". None means
 // all of them. Other paths are InvalidArgument; NotFound if there is no
-// such container.
-func (s *ContainerStore) Update(ctx context.Context, c Container, fieldpaths ...string) (Container, error) {
-	ns, err := namespace(ctx)
+// such container. The sandbox and the status are not updated here.
+func (s *ContainerStore) Update(ctx context.Context, c Container, fieldpaths ...string) (updated Container, err error) {
+	err = s.db.Update(ctx, func(tx *Tx) error {
+		updated, err = tx.UpdateContainer(c, fieldpaths...)
+		return err
+	})
+	return updated, err
+}
+
+// SetStatus replaces the last known status of the container id. It is no
+// mutation for the collector's policy. NotFound if there is no such
+// container.
+func (s *ContainerStore) SetStatus(ctx context.Context, id string, st Status) error {
+	return s.db.Update(ctx, func(tx *Tx) error { return tx.SetContainerStatus(id, st) })
+}
+
+// Delete removes the container id; NotFound if there is none. Its
+// snapshot is left to the collector.
+func (s *ContainerStore) Delete(ctx context.Context, id string) error {
+	return s.db.Update(ctx, func(tx *Tx) error { return tx.DeleteContainer(id) })
+}
+
+// Container returns the container id; NotFound if there is none.
+func (tx *Tx) Container(id string) (Container, error) {
+	bkt := nsBucket(tx.t.Tx, tx.ns, bucketKeyContainers, []byte(id))
+	if bkt == nil {
+		return Container{}, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	return readContainer(id, bkt), nil
+}
+
+// CreateContainer is ContainerStore.Create in tx.
+func (tx *Tx) CreateContainer(c Container) (Container, error) {
+	tx.mutates()
+	t, ns := tx.t, tx.ns
+	if err := validateContainer(c); err != nil {
+		return Container{}, err
+	}
+	st, err := c.Status.validate(fmt.Sprintf("container %q", c.ID))
 	if err != nil {
 		return Container{}, err
 	}
+	c.Status = st
+	if err := tx.db.checkSnapshotRef(t.Tx, ns, c); err != nil {
+		return Container{}, err
+	}
+	cbkt, err := createNSBucket(t.Tx, ns, bucketKeyContainers)
+	if err != nil {
+		return Container{}, err
+	}
+	bkt, err := cbkt.CreateBucket([]byte(c.ID))
+	if err == bolt.ErrBucketExists {
+		return Container{}, fmt.Errorf("container %q: %w", c.ID, errdefs.ErrAlreadyExists)
+	}
+	if err != nil {
+		return Container{}, err
+	}
+	if c.SandboxID != "" {
+		if err := linkSandbox(t.Tx, ns, c); err != nil {
+			return Container{}, err
+		}
+	}
+	c.CreatedAt = time.Now().UTC()
+	c.UpdatedAt = c.CreatedAt
+	if err := writeContainer(bkt, c); err != nil {
+		return Container{}, err
+	}
+	t.publish(ns, "/containers/create", &eventsv1.ContainerCreate{Id: c.ID, Image: c.Image, Runtime: c.Runtime.Name})
+	return c, nil
+}
+
+// UpdateContainer is ContainerStore.Update in tx.
+func (tx *Tx) UpdateContainer(c Container, fieldpaths ...string) (Container, error) {
+	tx.mutates()
+	t, ns := tx.t, tx.ns
 	if err := identifiers.Validate(c.ID); err != nil {
 		return Container{}, fmt.Errorf("container: %w", err)
 	}
-	var updated Container
-	err = s.db.update(ctx, func(t *tx) error {
-		bkt := nsBucket(t.Tx, ns, bucketKeyContainers, []byte(c.ID))
-		if bkt == nil {
-			return fmt.Errorf("container %q: %w", c.ID, errdefs.ErrNotFound)
-		}
-		updated = readContainer(c.ID, bkt)
-		before, beforeLabels := updated.Snapshotter+"/"+updated.SnapshotKey, maps.Clone(updated.Labels)
-		if err := applyContainerPaths(&updated, c, fieldpaths); err != nil {
-			return err
-		}
-		if err := validateContainer(updated); err != nil {
-			return err
-		}
-		if updated.Snapshotter+"/"+updated.SnapshotKey != before {
-			if err := s.db.checkSnapshotRef(t.Tx, ns, updated); err != nil {
-				return err
-			}
-			t.dirty = true
-		}
-		t.dirty = t.dirty || droppedRefs(beforeLabels, updated.Labels)
-		updated.UpdatedAt = time.Now().UTC()
-		if err := writeContainer(bkt, updated); err != nil {
-			return err
-		}
-		t.publish(ns, "/containers/update", &eventsv1.ContainerUpdate{
-			Id: c.ID, Image: updated.Image, Labels: updated.Labels, SnapshotKey: updated.SnapshotKey,
-		})
-		return nil
-	})
-	if err != nil {
+	bkt := nsBucket(t.Tx, ns, bucketKeyContainers, []byte(c.ID))
+	if bkt == nil {
+		return Container{}, fmt.Errorf("container %q: %w", c.ID, errdefs.ErrNotFound)
+	}
+	updated := readContainer(c.ID, bkt)
+	before, beforeLabels := updated.Snapshotter+"/"+updated.SnapshotKey, maps.Clone(updated.Labels)
+	if err := applyContainerPaths(&updated, c, fieldpaths); err != nil {
 		return Container{}, err
 	}
+	if err := validateContainer(updated); err != nil {
+		return Container{}, err
+	}
+	if updated.Snapshotter+"/"+updated.SnapshotKey != before {
+		if err := tx.db.checkSnapshotRef(t.Tx, ns, updated); err != nil {
+			return Container{}, err
+		}
+		t.dirty = true
+	}
+	t.dirty = t.dirty || droppedRefs(beforeLabels, updated.Labels)
+	updated.UpdatedAt = time.Now().UTC()
+	if err := writeContainer(bkt, updated); err != nil {
+		return Container{}, err
+	}
+	t.publish(ns, "/containers/update", &eventsv1.ContainerUpdate{
+		Id: c.ID, Image: updated.Image, Labels: updated.Labels, SnapshotKey: updated.SnapshotKey,
+	})
 	return updated, nil
+}
+
+// SetContainerStatus is ContainerStore.SetStatus in tx.
+func (tx *Tx) SetContainerStatus(id string, st Status) error {
+	bkt := nsBucket(tx.t.Tx, tx.ns, bucketKeyContainers, []byte(id))
+	if bkt == nil {
+		return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	st, err := st.validate(fmt.Sprintf("container %q", id))
+	if err != nil {
+		return err
+	}
+	return writeStatus(bkt, st)
+}
+
+// DeleteContainer is ContainerStore.Delete in tx.
+func (tx *Tx) DeleteContainer(id string) error {
+	tx.mutates()
+	t, ns := tx.t, tx.ns
+	cbkt := nsBucket(t.Tx, ns, bucketKeyContainers)
+	if cbkt == nil || cbkt.Bucket([]byte(id)) == nil {
+		return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	if sid := cbkt.Bucket([]byte(id)).Get(keySandboxID); len(sid) > 0 {
+		if ibkt := nsBucket(t.Tx, ns, bucketKeySandboxes, sid, bucketKeyContainers); ibkt != nil {
+			if err := ibkt.Delete([]byte(id)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := cbkt.DeleteBucket([]byte(id)); err != nil {
+		return err
+	}
+	t.dirty = true
+	t.publish(ns, "/containers/delete", &eventsv1.ContainerDelete{Id: id})
+	return nil
+}
+
+// linkSandbox records c in the container index of its sandbox, which
+// must exist.
+func linkSandbox(btx *bolt.Tx, ns string, c Container) error {
+	sbkt := nsBucket(btx, ns, bucketKeySandboxes, []byte(c.SandboxID))
+	if sbkt == nil {
+		return fmt.Errorf("container %q: sandbox %q: %w", c.ID, c.SandboxID, errdefs.ErrNotFound)
+	}
+	ibkt, err := sbkt.CreateBucketIfNotExists(bucketKeyContainers)
+	if err != nil {
+		return err
+	}
+	return ibkt.Put([]byte(c.ID), nil)
 }
 
 func applyContainerPaths(dst *Container, src Container, fieldpaths []string) error {
@@ -182,27 +266,6 @@ func applyExtensionPath(dst *map[string][]byte, src map[string][]byte, path stri
 	return true
 }
 
-// Delete removes the container id; NotFound if there is none. Its
-// snapshot is left to the collector.
-func (s *ContainerStore) Delete(ctx context.Context, id string) error {
-	ns, err := namespace(ctx)
-	if err != nil {
-		return err
-	}
-	return s.db.update(ctx, func(t *tx) error {
-		cbkt := nsBucket(t.Tx, ns, bucketKeyContainers)
-		if cbkt == nil || cbkt.Bucket([]byte(id)) == nil {
-			return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
-		}
-		if err := cbkt.DeleteBucket([]byte(id)); err != nil {
-			return err
-		}
-		t.dirty = true
-		t.publish(ns, "/containers/delete", &eventsv1.ContainerDelete{Id: id})
-		return nil
-	})
-}
-
 func validateContainer(c Container) error {
 	if err := identifiers.Validate(c.ID); err != nil {
 		return fmt.Errorf("container: %w", err)
@@ -248,7 +311,9 @@ func (db *DB) checkSnapshotRef(btx *bolt.Tx, ns string, c Container) error {
 }
 
 func readContainer(id string, bkt *bolt.Bucket) Container {
+	st, _ := readStatus(bkt) // Check reports a corrupt one
 	return Container{
+		Status:      st,
 		ID:          id,
 		Labels:      readLabels(bkt),
 		Image:       string(bkt.Get(keyImage)),
@@ -285,6 +350,9 @@ func writeContainer(bkt *bolt.Bucket, c Container) error {
 		return err
 	}
 	if err := writeRuntime(bkt, c.Runtime); err != nil {
+		return err
+	}
+	if err := writeStatus(bkt, c.Status); err != nil {
 		return err
 	}
 	return writeBytesMap(bkt, bucketKeyExtensions, c.Extensions)

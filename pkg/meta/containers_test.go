@@ -16,6 +16,9 @@ func TestContainerCRUD(t *testing.T) {
 	if _, err := sn.Prepare(ctx, "rootfs-c1", ""); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := db.Sandboxes().Create(ctx, meta.Sandbox{ID: "s1", Runtime: meta.Runtime{Name: "runc"}}); err != nil {
+		t.Fatal(err)
+	}
 	cs := db.Containers()
 	c := meta.Container{
 		ID: "c1", Image: "r/a:1", Runtime: meta.Runtime{Name: "runc", Options: []byte("opts")},

@@ -192,6 +192,10 @@ type tx struct {
 	*bolt.Tx
 	// dirty is set by whatever deletes a record or a reference.
 	dirty bool
+	// statusOnly is set while the transaction wrote only last-known
+	// statuses: no mutation for the collector's policy, which the
+	// callbacks are not told of.
+	statusOnly bool
 	// events are published after the commit.
 	events []event
 	// deletedContent are digests whose record was deleted.
@@ -255,8 +259,10 @@ func (db *DB) committed(ctx context.Context, t *tx) {
 	}
 	callbacks := db.callbacks
 	db.mu.Unlock()
-	for _, fn := range callbacks {
-		fn(t.dirty)
+	if !t.statusOnly {
+		for _, fn := range callbacks {
+			fn(t.dirty)
+		}
 	}
 	if db.publisher == nil {
 		return

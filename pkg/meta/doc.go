@@ -22,22 +22,28 @@
 //	    │   └── <name>
 //	    │       ├── createdat, updatedat : time
 //	    │       ├── labels
+//	    │       ├── config : string, the config digest (the CRI's image ID)
 //	    │       └── target
 //	    │           ├── digest, mediatype : string
 //	    │           ├── size : varint
 //	    │           └── annotations
+//	    ├── imageconfigs                the images by config digest, written
+//	    │   └── <config digest>         with the image records
+//	    │       └── <name> : ""
 //	    ├── containers
 //	    │   └── <id>
 //	    │       ├── createdat, updatedat : time
 //	    │       ├── labels
 //	    │       ├── image, snapshotter, snapshotkey, sandboxid : string
 //	    │       ├── spec : bytes (runtime-spec JSON)
+//	    │       ├── status : JSON, the last known status of its task (status.go)
 //	    │       ├── runtime
 //	    │       │   ├── name : string
 //	    │       │   └── options : bytes
 //	    │       └── extensions : <name> → bytes
 //	    ├── sandboxes
-//	    │   └── <id>                    as containers, without image and snapshot
+//	    │   └── <id>                    as containers, without image and snapshot,
+//	    │       └── containers : <id> → ""  and with the index of its containers
 //	    ├── content
 //	    │   ├── blob
 //	    │   │   └── <digest> : record  size, times, labels in one value (blobs.go):
@@ -85,6 +91,16 @@
 // marks over the numbers, deletes the
 // unreachable records and the expired leases, then removes from the
 // backends what the records no longer name.
+//
+// # Pods
+//
+// A container may name a sandbox, which must exist; the sandbox lists its
+// containers in the same transaction, and cannot be deleted while it has
+// any (FailedPrecondition). DB.Update hands out a Tx for the writes that
+// must land together: a sandbox and its pause container. The last known
+// status of a container's or sandbox's task (state, pid, exit code, times,
+// reason) is written by SetStatus only; it is no mutation for the
+// collector's policy, and it is the single source of truth for exits.
 //
 // # Caveats
 //

@@ -93,7 +93,7 @@ func pushImage(t testing.TB, ctx context.Context, db *meta.DB, name string, laye
 	labels[meta.LabelGCRefContent+".config"] = img.config.Digest.String()
 	img.manifest = blob(t, ctx, cs, []byte("manifest of "+name), labels)
 	img.manifest.MediaType = ocispec.MediaTypeImageManifest
-	if _, err := db.Images().Create(ctx, meta.Image{Name: name, Target: img.manifest}); err != nil {
+	if _, err := db.Images().Create(ctx, meta.Image{Name: name, Target: img.manifest, ConfigDigest: img.config.Digest}); err != nil {
 		t.Fatalf("create image %q: %v", name, err)
 	}
 	return img

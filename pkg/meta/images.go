@@ -32,7 +32,8 @@ func (s *ImageStore) Get(ctx context.Context, name string) (Image, error) {
 }
 
 // List returns the images matching any of fs (fields: name, target.digest,
-// target.mediatype, target.size, labels.<key>), sorted by name.
+// target.mediatype, target.size, config.digest, labels.<key>), sorted by
+// name.
 func (s *ImageStore) List(ctx context.Context, fs ...string) ([]Image, error) {
 	return imageKind.list(ctx, s.db, fs)
 }
@@ -43,6 +44,7 @@ func adaptImage(img Image) filters.Adaptor {
 		"target.digest", img.Target.Digest.String(),
 		"target.mediatype", img.Target.MediaType,
 		"target.size", strconv.FormatInt(img.Target.Size, 10),
+		"config.digest", img.ConfigDigest.String(),
 	), img.Labels)
 }
 
@@ -76,6 +78,9 @@ func (s *ImageStore) Create(ctx context.Context, img Image) (Image, error) {
 		if err := writeImage(bkt, img); err != nil {
 			return err
 		}
+		if err := indexConfig(t.Tx, ns, img.Name, "", img.ConfigDigest); err != nil {
+			return err
+		}
 		t.publish(ns, "/images/create", &eventsv1.ImageCreate{Name: img.Name, Labels: img.Labels})
 		return nil
 	})
@@ -86,9 +91,10 @@ func (s *ImageStore) Create(ctx context.Context, img Image) (Image, error) {
 }
 
 // Update changes the fields of the stored image img.Name named by
-// fieldpaths: "labels", "labels.<key>", "target", "annotations" (those of
-// the target) or "annotations.<key>". None means labels and target. Other
-// paths are InvalidArgument; NotFound if there is no such image.
+// fieldpaths: "labels", "labels.<key>", "target", "config" (the config
+// digest), "annotations" (those of the target) or "annotations.<key>".
+// None means labels, target and config. Other paths are InvalidArgument;
+// NotFound if there is no such image.
 func (s *ImageStore) Update(ctx context.Context, img Image, fieldpaths ...string) (Image, error) {
 	ns, err := namespace(ctx)
 	if err != nil {
@@ -104,7 +110,7 @@ func (s *ImageStore) Update(ctx context.Context, img Image, fieldpaths ...string
 			return fmt.Errorf("image %q: %w", img.Name, errdefs.ErrNotFound)
 		}
 		updated = readImage(img.Name, bkt)
-		before, beforeLabels := updated.Target.Digest, maps.Clone(updated.Labels)
+		before, beforeLabels, beforeConfig := updated.Target.Digest, maps.Clone(updated.Labels), updated.ConfigDigest
 		if err := applyImagePaths(&updated, img, fieldpaths); err != nil {
 			return err
 		}
@@ -122,6 +128,9 @@ func (s *ImageStore) Update(ctx context.Context, img Image, fieldpaths ...string
 		if err := writeImage(bkt, updated); err != nil {
 			return err
 		}
+		if err := indexConfig(t.Tx, ns, img.Name, beforeConfig, updated.ConfigDigest); err != nil {
+			return err
+		}
 		t.publish(ns, "/images/update", &eventsv1.ImageUpdate{Name: img.Name, Labels: updated.Labels})
 		return nil
 	})
@@ -133,7 +142,7 @@ func (s *ImageStore) Update(ctx context.Context, img Image, fieldpaths ...string
 
 func applyImagePaths(dst *Image, src Image, fieldpaths []string) error {
 	if len(fieldpaths) == 0 {
-		fieldpaths = []string{"labels", "target"}
+		fieldpaths = []string{"labels", "target", "config"}
 	}
 	for _, p := range fieldpaths {
 		if applyLabelPath(&dst.Labels, src.Labels, p) {
@@ -141,6 +150,10 @@ func applyImagePaths(dst *Image, src Image, fieldpaths []string) error {
 		}
 		if p == "target" {
 			dst.Target = src.Target
+			continue
+		}
+		if p == "config" {
+			dst.ConfigDigest = src.ConfigDigest
 			continue
 		}
 		if p == "annotations" || strings.HasPrefix(p, "annotations.") {
@@ -161,22 +174,116 @@ func (s *ImageStore) Delete(ctx context.Context, name string, opts ...DeleteOpt)
 	if err != nil {
 		return err
 	}
-	err = s.db.update(ctx, func(t *tx) error {
-		ibkt := nsBucket(t.Tx, ns, bucketKeyImages)
-		if ibkt == nil || ibkt.Bucket([]byte(name)) == nil {
-			return fmt.Errorf("image %q: %w", name, errdefs.ErrNotFound)
-		}
-		if err := ibkt.DeleteBucket([]byte(name)); err != nil {
-			return err
-		}
-		t.dirty = true
-		t.publish(ns, "/images/delete", &eventsv1.ImageDelete{Name: name})
-		return nil
-	})
+	err = s.db.update(ctx, func(t *tx) error { return deleteImage(t, ns, name) })
 	if err != nil {
 		return err
 	}
 	return s.db.afterDelete(ctx, opts)
+}
+
+// ListByConfig returns the images whose config digest is dgst (the CRI's
+// image ID), sorted by name; none is not an error.
+func (s *ImageStore) ListByConfig(ctx context.Context, dgst digest.Digest) ([]Image, error) {
+	ns, err := namespace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var list []Image
+	err = s.db.view(ctx, func(btx *bolt.Tx) error {
+		for _, name := range configNames(btx, ns, dgst) {
+			if bkt := nsBucket(btx, ns, bucketKeyImages, []byte(name)); bkt != nil {
+				list = append(list, readImage(name, bkt))
+			}
+		}
+		return nil
+	})
+	return list, err
+}
+
+// DeleteByConfig removes, in one transaction, every image whose config
+// digest is dgst, and returns their names; NotFound if there is none.
+// SynchronousDelete works as for Delete.
+func (s *ImageStore) DeleteByConfig(ctx context.Context, dgst digest.Digest, opts ...DeleteOpt) ([]string, error) {
+	ns, err := namespace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	err = s.db.update(ctx, func(t *tx) error {
+		names = configNames(t.Tx, ns, dgst)
+		if len(names) == 0 {
+			return fmt.Errorf("image with config %s: %w", dgst, errdefs.ErrNotFound)
+		}
+		for _, name := range names {
+			if err := deleteImage(t, ns, name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return names, s.db.afterDelete(ctx, opts)
+}
+
+func deleteImage(t *tx, ns, name string) error {
+	ibkt := nsBucket(t.Tx, ns, bucketKeyImages)
+	if ibkt == nil || ibkt.Bucket([]byte(name)) == nil {
+		return fmt.Errorf("image %q: %w", name, errdefs.ErrNotFound)
+	}
+	config := readImage(name, ibkt.Bucket([]byte(name))).ConfigDigest
+	if err := ibkt.DeleteBucket([]byte(name)); err != nil {
+		return err
+	}
+	if err := indexConfig(t.Tx, ns, name, config, ""); err != nil {
+		return err
+	}
+	t.dirty = true
+	t.publish(ns, "/images/delete", &eventsv1.ImageDelete{Name: name})
+	return nil
+}
+
+// indexConfig moves name from the index entry of config before to that of
+// after, in the namespace's imageconfigs bucket; either may be empty.
+func indexConfig(btx *bolt.Tx, ns, name string, before, after digest.Digest) error {
+	if before == after {
+		return nil
+	}
+	if before != "" {
+		if cbkt := nsBucket(btx, ns, bucketKeyImageConfigs); cbkt != nil {
+			if dbkt := cbkt.Bucket([]byte(before)); dbkt != nil {
+				if err := dbkt.Delete([]byte(name)); err != nil {
+					return err
+				}
+				if k, _ := dbkt.Cursor().First(); k == nil {
+					if err := cbkt.DeleteBucket([]byte(before)); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	if after == "" {
+		return nil
+	}
+	dbkt, err := createNSBucket(btx, ns, bucketKeyImageConfigs, []byte(after))
+	if err != nil {
+		return err
+	}
+	return dbkt.Put([]byte(name), nil)
+}
+
+// configNames lists the names the index holds for the config dgst.
+func configNames(btx *bolt.Tx, ns string, dgst digest.Digest) []string {
+	var names []string
+	if dbkt := nsBucket(btx, ns, bucketKeyImageConfigs, []byte(dgst)); dbkt != nil {
+		_ = dbkt.ForEach(func(k, _ []byte) error {
+			names = append(names, string(k))
+			return nil
+		})
+	}
+	return names
 }
 
 // validateImageName checks that an image name is a usable reference: not
@@ -199,6 +306,11 @@ func validateImage(img Image) error {
 	}
 	if err := validateLabels(img.Labels); err != nil {
 		return fmt.Errorf("image %q: %w", img.Name, err)
+	}
+	if img.ConfigDigest != "" {
+		if err := img.ConfigDigest.Validate(); err != nil {
+			return fmt.Errorf("image %q: config digest %q: %w: %w", img.Name, img.ConfigDigest, err, errdefs.ErrInvalidArgument)
+		}
 	}
 	return validateTarget(img.Name, img.Target)
 }
@@ -228,9 +340,10 @@ func validateTarget(name string, d ocispec.Descriptor) error {
 func readImage(name string, bkt *bolt.Bucket) Image {
 	img := Image{
 		Name:      name,
-		Labels:    readLabels(bkt),
-		CreatedAt: readTime(bkt, keyCreatedAt),
-		UpdatedAt: readTime(bkt, keyUpdatedAt),
+		Labels:       readLabels(bkt),
+		ConfigDigest: digest.Digest(bkt.Get(keyConfig)),
+		CreatedAt:    readTime(bkt, keyCreatedAt),
+		UpdatedAt:    readTime(bkt, keyUpdatedAt),
 	}
 	if tbkt := bkt.Bucket(bucketKeyTarget); tbkt != nil {
 		img.Target = ocispec.Descriptor{
@@ -248,6 +361,9 @@ func writeImage(bkt *bolt.Bucket, img Image) error {
 		return err
 	}
 	if err := writeLabels(bkt, img.Labels); err != nil {
+		return err
+	}
+	if err := putString(bkt, keyConfig, img.ConfigDigest.String()); err != nil {
 		return err
 	}
 	tbkt, err := bkt.CreateBucketIfNotExists(bucketKeyTarget)

@@ -168,3 +168,55 @@ func TestImageTargetMustExist(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The CRI names an image by its config digest: images are found and
+// removed by it, through an index written with the records.
+func TestImagesByConfig(t *testing.T) {
+	db := newEnv(t).DB
+	ctx := leased(t, db, nsCtx(t, "ns"))
+	a := pushImage(t, ctx, db, "r/a:1", []byte("layer"))
+	if _, err := db.Images().Create(ctx, meta.Image{Name: "r/a:latest", Target: a.manifest, ConfigDigest: a.config.Digest}); err != nil {
+		t.Fatal(err)
+	}
+	b := pushImage(t, ctx, db, "r/b:1", []byte("other layer"))
+	names := func(imgs []meta.Image) string {
+		var n []string
+		for _, img := range imgs {
+			n = append(n, img.Name)
+		}
+		return strings.Join(n, " ")
+	}
+	list, err := db.Images().ListByConfig(ctx, a.config.Digest)
+	if err != nil || names(list) != "r/a:1 r/a:latest" || list[0].ConfigDigest != a.config.Digest {
+		t.Fatalf("by config: %q, %v", names(list), err)
+	}
+	if list, err := db.Images().List(ctx, "config.digest=="+b.config.Digest.String()); err != nil || names(list) != "r/b:1" {
+		t.Fatalf("filter by config: %q, %v", names(list), err)
+	}
+	// Moving a name to another config moves it in the index.
+	if _, err := db.Images().Update(ctx, meta.Image{Name: "r/a:latest", Target: b.manifest, ConfigDigest: b.config.Digest}, "target", "config"); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := db.Images().ListByConfig(ctx, b.config.Digest); names(list) != "r/a:latest r/b:1" {
+		t.Fatalf("after the move: %q", names(list))
+	}
+	if _, err := db.Images().Create(ctx, meta.Image{Name: "r/bad", Target: a.manifest, ConfigDigest: "sha256:nope"}); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("bad config digest: %v", err)
+	}
+	removed, err := db.Images().DeleteByConfig(ctx, b.config.Digest)
+	if err != nil || strings.Join(removed, " ") != "r/a:latest r/b:1" {
+		t.Fatalf("delete by config: %q, %v", removed, err)
+	}
+	if _, err := db.Images().DeleteByConfig(ctx, b.config.Digest); !errdefs.IsNotFound(err) {
+		t.Fatalf("second delete by config: %v", err)
+	}
+	if list, _ := db.Images().List(ctx); names(list) != "r/a:1" {
+		t.Fatalf("left: %q", names(list))
+	}
+	if err := db.Images().Delete(ctx, "r/a:1"); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := db.Images().ListByConfig(ctx, a.config.Digest); len(list) != 0 {
+		t.Fatalf("index after the last delete: %q", names(list))
+	}
+}

@@ -3,7 +3,9 @@ package meta
 import (
 	"context"
 	"fmt"
+	eventsv1 "github.com/cri-runtime/cri-runtime/api/events/v1"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
@@ -37,70 +39,150 @@ func adaptSandbox(sb Sandbox) filters.Adaptor {
 }
 
 // Create stores sb; AlreadyExists if its ID is taken.
-func (s *SandboxStore) Create(ctx context.Context, sb Sandbox) (Sandbox, error) {
-	ns, err := namespace(ctx)
-	if err != nil {
-		return Sandbox{}, err
-	}
-	if err := validateSandbox(sb); err != nil {
-		return Sandbox{}, err
-	}
-	err = s.db.update(ctx, func(t *tx) error {
-		sbkt, err := createNSBucket(t.Tx, ns, bucketKeySandboxes)
-		if err != nil {
-			return err
-		}
-		bkt, err := sbkt.CreateBucket([]byte(sb.ID))
-		if err == bolt.ErrBucketExists {
-			return fmt.Errorf("sandbox %q: %w", sb.ID, errdefs.ErrAlreadyExists)
-		}
-		if err != nil {
-			return err
-		}
-		sb.CreatedAt = time.Now().UTC()
-		sb.UpdatedAt = sb.CreatedAt
-		return writeSandbox(bkt, sb)
+func (s *SandboxStore) Create(ctx context.Context, sb Sandbox) (created Sandbox, err error) {
+	err = s.db.Update(ctx, func(tx *Tx) error {
+		created, err = tx.CreateSandbox(sb)
+		return err
 	})
-	if err != nil {
-		return Sandbox{}, err
-	}
-	return sb, nil
+	return created, err
 }
 
 // Update changes the fields of the stored sandbox sb.ID named by
 // fieldpaths: "labels", "labels.<key>", "spec", "runtime", "extensions",
 // "extensions.<key>". None means all of them. Other paths are
 // InvalidArgument; NotFound if there is no such sandbox.
-func (s *SandboxStore) Update(ctx context.Context, sb Sandbox, fieldpaths ...string) (Sandbox, error) {
-	ns, err := namespace(ctx)
+func (s *SandboxStore) Update(ctx context.Context, sb Sandbox, fieldpaths ...string) (updated Sandbox, err error) {
+	err = s.db.Update(ctx, func(tx *Tx) error {
+		updated, err = tx.UpdateSandbox(sb, fieldpaths...)
+		return err
+	})
+	return updated, err
+}
+
+// SetStatus replaces the last known status of the sandbox id. It is no
+// mutation for the collector's policy. NotFound if there is no such
+// sandbox.
+func (s *SandboxStore) SetStatus(ctx context.Context, id string, st Status) error {
+	return s.db.Update(ctx, func(tx *Tx) error { return tx.SetSandboxStatus(id, st) })
+}
+
+// Delete removes the sandbox id: NotFound if there is none,
+// FailedPrecondition naming them while containers still belong to it.
+func (s *SandboxStore) Delete(ctx context.Context, id string) error {
+	return s.db.Update(ctx, func(tx *Tx) error { return tx.DeleteSandbox(id) })
+}
+
+// Sandbox returns the sandbox id; NotFound if there is none.
+func (tx *Tx) Sandbox(id string) (Sandbox, error) {
+	bkt := nsBucket(tx.t.Tx, tx.ns, bucketKeySandboxes, []byte(id))
+	if bkt == nil {
+		return Sandbox{}, fmt.Errorf("sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	return readSandbox(id, bkt), nil
+}
+
+// CreateSandbox is SandboxStore.Create in tx.
+func (tx *Tx) CreateSandbox(sb Sandbox) (Sandbox, error) {
+	tx.mutates()
+	t, ns := tx.t, tx.ns
+	if err := validateSandbox(sb); err != nil {
+		return Sandbox{}, err
+	}
+	st, err := sb.Status.validate(fmt.Sprintf("sandbox %q", sb.ID))
 	if err != nil {
 		return Sandbox{}, err
 	}
+	sb.Status = st
+	sbkt, err := createNSBucket(t.Tx, ns, bucketKeySandboxes)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	bkt, err := sbkt.CreateBucket([]byte(sb.ID))
+	if err == bolt.ErrBucketExists {
+		return Sandbox{}, fmt.Errorf("sandbox %q: %w", sb.ID, errdefs.ErrAlreadyExists)
+	}
+	if err != nil {
+		return Sandbox{}, err
+	}
+	sb.CreatedAt = time.Now().UTC()
+	sb.UpdatedAt = sb.CreatedAt
+	if err := writeSandbox(bkt, sb); err != nil {
+		return Sandbox{}, err
+	}
+	t.publish(ns, "/sandboxes/create", &eventsv1.SandboxCreate{Id: sb.ID, Runtime: sb.Runtime.Name})
+	return sb, nil
+}
+
+// UpdateSandbox is SandboxStore.Update in tx.
+func (tx *Tx) UpdateSandbox(sb Sandbox, fieldpaths ...string) (Sandbox, error) {
+	tx.mutates()
+	t, ns := tx.t, tx.ns
 	if err := identifiers.Validate(sb.ID); err != nil {
 		return Sandbox{}, fmt.Errorf("sandbox: %w", err)
 	}
-	var updated Sandbox
-	err = s.db.update(ctx, func(t *tx) error {
-		bkt := nsBucket(t.Tx, ns, bucketKeySandboxes, []byte(sb.ID))
-		if bkt == nil {
-			return fmt.Errorf("sandbox %q: %w", sb.ID, errdefs.ErrNotFound)
-		}
-		updated = readSandbox(sb.ID, bkt)
-		before := maps.Clone(updated.Labels)
-		if err := applySandboxPaths(&updated, sb, fieldpaths); err != nil {
-			return err
-		}
-		if err := validateSandbox(updated); err != nil {
-			return err
-		}
-		updated.UpdatedAt = time.Now().UTC()
-		t.dirty = droppedRefs(before, updated.Labels)
-		return writeSandbox(bkt, updated)
-	})
-	if err != nil {
+	bkt := nsBucket(t.Tx, ns, bucketKeySandboxes, []byte(sb.ID))
+	if bkt == nil {
+		return Sandbox{}, fmt.Errorf("sandbox %q: %w", sb.ID, errdefs.ErrNotFound)
+	}
+	updated := readSandbox(sb.ID, bkt)
+	before := maps.Clone(updated.Labels)
+	if err := applySandboxPaths(&updated, sb, fieldpaths); err != nil {
 		return Sandbox{}, err
 	}
+	if err := validateSandbox(updated); err != nil {
+		return Sandbox{}, err
+	}
+	updated.UpdatedAt = time.Now().UTC()
+	t.dirty = droppedRefs(before, updated.Labels)
+	if err := writeSandbox(bkt, updated); err != nil {
+		return Sandbox{}, err
+	}
+	t.publish(ns, "/sandboxes/update", &eventsv1.SandboxUpdate{Id: sb.ID, Labels: updated.Labels})
 	return updated, nil
+}
+
+// SetSandboxStatus is SandboxStore.SetStatus in tx.
+func (tx *Tx) SetSandboxStatus(id string, st Status) error {
+	bkt := nsBucket(tx.t.Tx, tx.ns, bucketKeySandboxes, []byte(id))
+	if bkt == nil {
+		return fmt.Errorf("sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	st, err := st.validate(fmt.Sprintf("sandbox %q", id))
+	if err != nil {
+		return err
+	}
+	return writeStatus(bkt, st)
+}
+
+// DeleteSandbox is SandboxStore.Delete in tx.
+func (tx *Tx) DeleteSandbox(id string) error {
+	tx.mutates()
+	t, ns := tx.t, tx.ns
+	sbkt := nsBucket(t.Tx, ns, bucketKeySandboxes)
+	if sbkt == nil || sbkt.Bucket([]byte(id)) == nil {
+		return fmt.Errorf("sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	if members := sandboxContainers(sbkt.Bucket([]byte(id))); len(members) > 0 {
+		return fmt.Errorf("sandbox %q still has containers %s: %w", id, strings.Join(members, ", "), errdefs.ErrFailedPrecondition)
+	}
+	if err := sbkt.DeleteBucket([]byte(id)); err != nil {
+		return err
+	}
+	t.dirty = true
+	t.publish(ns, "/sandboxes/delete", &eventsv1.SandboxDelete{Id: id})
+	return nil
+}
+
+// sandboxContainers lists the IDs of the sandbox bucket's containers.
+func sandboxContainers(bkt *bolt.Bucket) []string {
+	var ids []string
+	if ibkt := bkt.Bucket(bucketKeyContainers); ibkt != nil {
+		_ = ibkt.ForEach(func(k, _ []byte) error {
+			ids = append(ids, string(k))
+			return nil
+		})
+	}
+	return ids
 }
 
 func applySandboxPaths(dst *Sandbox, src Sandbox, fieldpaths []string) error {
@@ -123,22 +205,6 @@ func applySandboxPaths(dst *Sandbox, src Sandbox, fieldpaths []string) error {
 	return nil
 }
 
-// Delete removes the sandbox id; NotFound if there is none.
-func (s *SandboxStore) Delete(ctx context.Context, id string) error {
-	ns, err := namespace(ctx)
-	if err != nil {
-		return err
-	}
-	return s.db.update(ctx, func(t *tx) error {
-		sbkt := nsBucket(t.Tx, ns, bucketKeySandboxes)
-		if sbkt == nil || sbkt.Bucket([]byte(id)) == nil {
-			return fmt.Errorf("sandbox %q: %w", id, errdefs.ErrNotFound)
-		}
-		t.dirty = true
-		return sbkt.DeleteBucket([]byte(id))
-	})
-}
-
 func validateSandbox(sb Sandbox) error {
 	if err := identifiers.Validate(sb.ID); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
@@ -153,7 +219,9 @@ func validateSandbox(sb Sandbox) error {
 }
 
 func readSandbox(id string, bkt *bolt.Bucket) Sandbox {
+	st, _ := readStatus(bkt) // Check reports a corrupt one
 	return Sandbox{
+		Status:     st,
 		ID:         id,
 		Labels:     readLabels(bkt),
 		Runtime:    readRuntime(bkt),
@@ -175,6 +243,9 @@ func writeSandbox(bkt *bolt.Bucket, sb Sandbox) error {
 		return err
 	}
 	if err := writeRuntime(bkt, sb.Runtime); err != nil {
+		return err
+	}
+	if err := writeStatus(bkt, sb.Status); err != nil {
 		return err
 	}
 	return writeBytesMap(bkt, bucketKeyExtensions, sb.Extensions)

@@ -3,17 +3,22 @@ package meta
 import (
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Image is a name that points at a target descriptor (an index or a
 // manifest) in content.
 type Image struct {
-	Name      string
-	Labels    map[string]string
-	Target    ocispec.Descriptor
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	Name   string
+	Labels map[string]string
+	Target ocispec.Descriptor
+	// ConfigDigest is the digest of the config of the platform the image
+	// was pulled for: the image ID of the CRI. Images can be looked up by
+	// it (ImageStore.ListByConfig). Empty when unknown.
+	ConfigDigest digest.Digest
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
 
 // Runtime names the runtime of a container or sandbox and its options
@@ -35,8 +40,11 @@ type Container struct {
 	SnapshotKey string
 	SandboxID   string
 	Extensions  map[string][]byte
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// Status is the last known status of the container's task, written
+	// by SetStatus only.
+	Status    Status
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Sandbox is the metadata of a pod sandbox.
@@ -46,8 +54,11 @@ type Sandbox struct {
 	Runtime    Runtime
 	Spec       []byte
 	Extensions map[string][]byte
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// Status is the last known status of the sandbox's task (its pause
+	// container), written by SetStatus only.
+	Status    Status
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Lease holds resources (content, ingests, snapshots) alive against GC

@@ -601,6 +601,157 @@ func (x *ContainerDelete) GetId() string {
 	return ""
 }
 
+// /sandboxes/create
+type SandboxCreate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Runtime       string                 `protobuf:"bytes,2,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SandboxCreate) Reset() {
+	*x = SandboxCreate{}
+	mi := &file_events_v1_events_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SandboxCreate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SandboxCreate) ProtoMessage() {}
+
+func (x *SandboxCreate) ProtoReflect() protoreflect.Message {
+	mi := &file_events_v1_events_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SandboxCreate.ProtoReflect.Descriptor instead.
+func (*SandboxCreate) Descriptor() ([]byte, []int) {
+	return file_events_v1_events_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SandboxCreate) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SandboxCreate) GetRuntime() string {
+	if x != nil {
+		return x.Runtime
+	}
+	return ""
+}
+
+// /sandboxes/update
+type SandboxUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SandboxUpdate) Reset() {
+	*x = SandboxUpdate{}
+	mi := &file_events_v1_events_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SandboxUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SandboxUpdate) ProtoMessage() {}
+
+func (x *SandboxUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_events_v1_events_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SandboxUpdate.ProtoReflect.Descriptor instead.
+func (*SandboxUpdate) Descriptor() ([]byte, []int) {
+	return file_events_v1_events_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SandboxUpdate) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SandboxUpdate) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+// /sandboxes/delete
+type SandboxDelete struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SandboxDelete) Reset() {
+	*x = SandboxDelete{}
+	mi := &file_events_v1_events_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SandboxDelete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SandboxDelete) ProtoMessage() {}
+
+func (x *SandboxDelete) ProtoReflect() protoreflect.Message {
+	mi := &file_events_v1_events_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SandboxDelete.ProtoReflect.Descriptor instead.
+func (*SandboxDelete) Descriptor() ([]byte, []int) {
+	return file_events_v1_events_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SandboxDelete) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 // /snapshot/prepare
 type SnapshotPrepare struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -613,7 +764,7 @@ type SnapshotPrepare struct {
 
 func (x *SnapshotPrepare) Reset() {
 	*x = SnapshotPrepare{}
-	mi := &file_events_v1_events_proto_msgTypes[11]
+	mi := &file_events_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +776,7 @@ func (x *SnapshotPrepare) String() string {
 func (*SnapshotPrepare) ProtoMessage() {}
 
 func (x *SnapshotPrepare) ProtoReflect() protoreflect.Message {
-	mi := &file_events_v1_events_proto_msgTypes[11]
+	mi := &file_events_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +789,7 @@ func (x *SnapshotPrepare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotPrepare.ProtoReflect.Descriptor instead.
 func (*SnapshotPrepare) Descriptor() ([]byte, []int) {
-	return file_events_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_events_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SnapshotPrepare) GetKey() string {
@@ -674,7 +825,7 @@ type SnapshotCommit struct {
 
 func (x *SnapshotCommit) Reset() {
 	*x = SnapshotCommit{}
-	mi := &file_events_v1_events_proto_msgTypes[12]
+	mi := &file_events_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +837,7 @@ func (x *SnapshotCommit) String() string {
 func (*SnapshotCommit) ProtoMessage() {}
 
 func (x *SnapshotCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_events_v1_events_proto_msgTypes[12]
+	mi := &file_events_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +850,7 @@ func (x *SnapshotCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotCommit.ProtoReflect.Descriptor instead.
 func (*SnapshotCommit) Descriptor() ([]byte, []int) {
-	return file_events_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_events_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SnapshotCommit) GetKey() string {
@@ -734,7 +885,7 @@ type SnapshotRemove struct {
 
 func (x *SnapshotRemove) Reset() {
 	*x = SnapshotRemove{}
-	mi := &file_events_v1_events_proto_msgTypes[13]
+	mi := &file_events_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -746,7 +897,7 @@ func (x *SnapshotRemove) String() string {
 func (*SnapshotRemove) ProtoMessage() {}
 
 func (x *SnapshotRemove) ProtoReflect() protoreflect.Message {
-	mi := &file_events_v1_events_proto_msgTypes[13]
+	mi := &file_events_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -759,7 +910,7 @@ func (x *SnapshotRemove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRemove.ProtoReflect.Descriptor instead.
 func (*SnapshotRemove) Descriptor() ([]byte, []int) {
-	return file_events_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_events_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SnapshotRemove) GetKey() string {
@@ -790,7 +941,7 @@ type TaskExit struct {
 
 func (x *TaskExit) Reset() {
 	*x = TaskExit{}
-	mi := &file_events_v1_events_proto_msgTypes[14]
+	mi := &file_events_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +953,7 @@ func (x *TaskExit) String() string {
 func (*TaskExit) ProtoMessage() {}
 
 func (x *TaskExit) ProtoReflect() protoreflect.Message {
-	mi := &file_events_v1_events_proto_msgTypes[14]
+	mi := &file_events_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +966,7 @@ func (x *TaskExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExit.ProtoReflect.Descriptor instead.
 func (*TaskExit) Descriptor() ([]byte, []int) {
-	return file_events_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_events_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TaskExit) GetContainerId() string {
@@ -863,7 +1014,7 @@ type TaskOOM struct {
 
 func (x *TaskOOM) Reset() {
 	*x = TaskOOM{}
-	mi := &file_events_v1_events_proto_msgTypes[15]
+	mi := &file_events_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1026,7 @@ func (x *TaskOOM) String() string {
 func (*TaskOOM) ProtoMessage() {}
 
 func (x *TaskOOM) ProtoReflect() protoreflect.Message {
-	mi := &file_events_v1_events_proto_msgTypes[15]
+	mi := &file_events_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1039,7 @@ func (x *TaskOOM) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskOOM.ProtoReflect.Descriptor instead.
 func (*TaskOOM) Descriptor() ([]byte, []int) {
-	return file_events_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_events_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TaskOOM) GetContainerId() string {
@@ -949,6 +1100,17 @@ const file_events_v1_events_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"!\n" +
 	"\x0fContainerDelete\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"9\n" +
+	"\rSandboxCreate\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aruntime\x18\x02 \x01(\tR\aruntime\"\xa4\x01\n" +
+	"\rSandboxUpdate\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12H\n" +
+	"\x06labels\x18\x02 \x03(\v20.cri_runtime.events.v1.SandboxUpdate.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1f\n" +
+	"\rSandboxDelete\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"]\n" +
 	"\x0fSnapshotPrepare\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
@@ -983,7 +1145,7 @@ func file_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_events_v1_events_proto_rawDescData
 }
 
-var file_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_events_v1_events_proto_goTypes = []any{
 	(*NamespaceCreate)(nil),       // 0: cri_runtime.events.v1.NamespaceCreate
 	(*NamespaceUpdate)(nil),       // 1: cri_runtime.events.v1.NamespaceUpdate
@@ -996,30 +1158,35 @@ var file_events_v1_events_proto_goTypes = []any{
 	(*ContainerCreate)(nil),       // 8: cri_runtime.events.v1.ContainerCreate
 	(*ContainerUpdate)(nil),       // 9: cri_runtime.events.v1.ContainerUpdate
 	(*ContainerDelete)(nil),       // 10: cri_runtime.events.v1.ContainerDelete
-	(*SnapshotPrepare)(nil),       // 11: cri_runtime.events.v1.SnapshotPrepare
-	(*SnapshotCommit)(nil),        // 12: cri_runtime.events.v1.SnapshotCommit
-	(*SnapshotRemove)(nil),        // 13: cri_runtime.events.v1.SnapshotRemove
-	(*TaskExit)(nil),              // 14: cri_runtime.events.v1.TaskExit
-	(*TaskOOM)(nil),               // 15: cri_runtime.events.v1.TaskOOM
-	nil,                           // 16: cri_runtime.events.v1.NamespaceCreate.LabelsEntry
-	nil,                           // 17: cri_runtime.events.v1.NamespaceUpdate.LabelsEntry
-	nil,                           // 18: cri_runtime.events.v1.ImageCreate.LabelsEntry
-	nil,                           // 19: cri_runtime.events.v1.ImageUpdate.LabelsEntry
-	nil,                           // 20: cri_runtime.events.v1.ContainerUpdate.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*SandboxCreate)(nil),         // 11: cri_runtime.events.v1.SandboxCreate
+	(*SandboxUpdate)(nil),         // 12: cri_runtime.events.v1.SandboxUpdate
+	(*SandboxDelete)(nil),         // 13: cri_runtime.events.v1.SandboxDelete
+	(*SnapshotPrepare)(nil),       // 14: cri_runtime.events.v1.SnapshotPrepare
+	(*SnapshotCommit)(nil),        // 15: cri_runtime.events.v1.SnapshotCommit
+	(*SnapshotRemove)(nil),        // 16: cri_runtime.events.v1.SnapshotRemove
+	(*TaskExit)(nil),              // 17: cri_runtime.events.v1.TaskExit
+	(*TaskOOM)(nil),               // 18: cri_runtime.events.v1.TaskOOM
+	nil,                           // 19: cri_runtime.events.v1.NamespaceCreate.LabelsEntry
+	nil,                           // 20: cri_runtime.events.v1.NamespaceUpdate.LabelsEntry
+	nil,                           // 21: cri_runtime.events.v1.ImageCreate.LabelsEntry
+	nil,                           // 22: cri_runtime.events.v1.ImageUpdate.LabelsEntry
+	nil,                           // 23: cri_runtime.events.v1.ContainerUpdate.LabelsEntry
+	nil,                           // 24: cri_runtime.events.v1.SandboxUpdate.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_events_v1_events_proto_depIdxs = []int32{
-	16, // 0: cri_runtime.events.v1.NamespaceCreate.labels:type_name -> cri_runtime.events.v1.NamespaceCreate.LabelsEntry
-	17, // 1: cri_runtime.events.v1.NamespaceUpdate.labels:type_name -> cri_runtime.events.v1.NamespaceUpdate.LabelsEntry
-	18, // 2: cri_runtime.events.v1.ImageCreate.labels:type_name -> cri_runtime.events.v1.ImageCreate.LabelsEntry
-	19, // 3: cri_runtime.events.v1.ImageUpdate.labels:type_name -> cri_runtime.events.v1.ImageUpdate.LabelsEntry
-	20, // 4: cri_runtime.events.v1.ContainerUpdate.labels:type_name -> cri_runtime.events.v1.ContainerUpdate.LabelsEntry
-	21, // 5: cri_runtime.events.v1.TaskExit.exited_at:type_name -> google.protobuf.Timestamp
-	6,  // [6:6] is the sub-list for method output_type
-	6,  // [6:6] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	19, // 0: cri_runtime.events.v1.NamespaceCreate.labels:type_name -> cri_runtime.events.v1.NamespaceCreate.LabelsEntry
+	20, // 1: cri_runtime.events.v1.NamespaceUpdate.labels:type_name -> cri_runtime.events.v1.NamespaceUpdate.LabelsEntry
+	21, // 2: cri_runtime.events.v1.ImageCreate.labels:type_name -> cri_runtime.events.v1.ImageCreate.LabelsEntry
+	22, // 3: cri_runtime.events.v1.ImageUpdate.labels:type_name -> cri_runtime.events.v1.ImageUpdate.LabelsEntry
+	23, // 4: cri_runtime.events.v1.ContainerUpdate.labels:type_name -> cri_runtime.events.v1.ContainerUpdate.LabelsEntry
+	24, // 5: cri_runtime.events.v1.SandboxUpdate.labels:type_name -> cri_runtime.events.v1.SandboxUpdate.LabelsEntry
+	25, // 6: cri_runtime.events.v1.TaskExit.exited_at:type_name -> google.protobuf.Timestamp
+	7,  // [7:7] is the sub-list for method output_type
+	7,  // [7:7] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_events_v1_events_proto_init() }
@@ -1033,7 +1200,7 @@ func file_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_events_v1_events_proto_rawDesc), len(file_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -40,6 +40,8 @@ type Env struct {
 	Snapshotters map[string]snapshot.Snapshotter
 	// SnapshotterErrs says why a snapshotter is missing from Snapshotters.
 	SnapshotterErrs map[string]error
+
+	opts []meta.Opt
 }
 
 // New opens a database for the test and returns it. When the test ends it
@@ -53,7 +55,7 @@ func New(t testing.TB, opts ...meta.Opt) *meta.DB {
 func NewEnv(t testing.TB, opts ...meta.Opt) *Env {
 	t.Helper()
 	root := t.TempDir()
-	env := &Env{Root: root, Path: filepath.Join(root, "meta.db"), Snapshotters: map[string]snapshot.Snapshotter{}, SnapshotterErrs: map[string]error{}}
+	env := &Env{Root: root, Path: filepath.Join(root, "meta.db"), Snapshotters: map[string]snapshot.Snapshotter{}, SnapshotterErrs: map[string]error{}, opts: opts}
 	var err error
 	if env.Content, err = local.NewStore(filepath.Join(root, "content")); err != nil {
 		t.Fatalf("content store: %v", err)
@@ -95,4 +97,21 @@ func NewEnv(t testing.TB, opts ...meta.Opt) *Env {
 		}
 	})
 	return env
+}
+
+// Reopen closes the database and opens it again over the same file and
+// backends, as a restarted daemon does, and returns it (also in e.DB).
+func (e *Env) Reopen(t testing.TB) *meta.DB {
+	t.Helper()
+	if err := e.DB.Close(); err != nil {
+		t.Fatalf("close metadata database: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := meta.Open(ctx, e.Path, e.Content, e.Snapshotters, e.opts...)
+	if err != nil {
+		t.Fatalf("reopen metadata database: %v", err)
+	}
+	e.DB = db
+	return db
 }

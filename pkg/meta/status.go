@@ -1,0 +1,106 @@
+package meta
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	bolt "go.etcd.io/bbolt"
+)
+
+// State is the last known state of the task of a container or a sandbox.
+type State uint8
+
+// The states. Values are stable: they are stored.
+const (
+	// StateUnknown: no task was ever recorded.
+	StateUnknown State = iota
+	// StateCreated: the task exists and has not started.
+	StateCreated
+	// StateRunning: the task started and had not exited when last seen.
+	StateRunning
+	// StatePaused: the task is frozen.
+	StatePaused
+	// StateExited: the task is gone; ExitCode, FinishedAt and Reason say
+	// how. Final until the record is deleted.
+	StateExited
+)
+
+var stateNames = [...]string{"unknown", "created", "running", "paused", "exited"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", s)
+}
+
+// maxStatusMessage bounds Status.Message, in bytes; a longer one is cut.
+const maxStatusMessage = 4096
+
+// Status is the last known status of a task: what survives its shim and
+// the daemon. bbolt holds it, and nothing else does: the shim holds the
+// live process, and the daemon writes here what it learns from it, exits
+// above all.
+type Status struct {
+	State    State
+	Pid      uint32
+	ExitCode int32
+	// StartedAt and FinishedAt are zero until the task started, exited.
+	StartedAt  time.Time
+	FinishedAt time.Time
+	// Reason is a short CamelCase word (OOMKilled, Error, Completed,
+	// ShimGone); Message says more, in a sentence.
+	Reason  string
+	Message string
+}
+
+func (st Status) validate(what string) (Status, error) {
+	if st.State > StateExited {
+		return st, fmt.Errorf("%s: status state %d: %w", what, st.State, errdefs.ErrInvalidArgument)
+	}
+	if len(st.Reason) > 256 {
+		return st, fmt.Errorf("%s: status reason of %d bytes: %w", what, len(st.Reason), errdefs.ErrInvalidArgument)
+	}
+	if len(st.Message) > maxStatusMessage {
+		st.Message = st.Message[:maxStatusMessage]
+	}
+	st.StartedAt, st.FinishedAt = st.StartedAt.UTC(), st.FinishedAt.UTC()
+	return st, nil
+}
+
+// statusRecord is Status as stored: one JSON value, so that fields can be
+// added without a migration.
+type statusRecord struct {
+	State      State     `json:"state"`
+	Pid        uint32    `json:"pid,omitempty"`
+	ExitCode   int32     `json:"exitCode,omitempty"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	Reason     string    `json:"reason,omitempty"`
+	Message    string    `json:"message,omitempty"`
+}
+
+func readStatus(bkt *bolt.Bucket) (Status, error) {
+	v := bkt.Get(keyStatus)
+	if v == nil {
+		return Status{}, nil
+	}
+	var r statusRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return Status{}, internalf("status record %q: %v", v, err)
+	}
+	return Status(r), nil
+}
+
+func writeStatus(bkt *bolt.Bucket, st Status) error {
+	if st == (Status{}) {
+		return bkt.Delete(keyStatus)
+	}
+	v, err := json.Marshal(statusRecord(st))
+	if err != nil {
+		return err
+	}
+	return bkt.Put(keyStatus, v)
+}
