@@ -339,7 +339,7 @@ func validateTarget(name string, d ocispec.Descriptor) error {
 
 func readImage(name string, bkt *bolt.Bucket) Image {
 	img := Image{
-		Name:      name,
+		Name:         name,
 		Labels:       readLabels(bkt),
 		ConfigDigest: digest.Digest(bkt.Get(keyConfig)),
 		CreatedAt:    readTime(bkt, keyCreatedAt),
