@@ -1,6 +1,7 @@
-// Package gc holds the garbage collector's pure parts: the tri-colour mark
-// over a graph of resource nodes, and the Scheduler that decides when a
-// Collector (pkg/meta's DB) runs, under a pause budget.
+// Package gc holds the garbage collector's vocabulary (resource nodes,
+// Stats, the Collector interface) and the Scheduler that decides when a
+// Collector runs, under a pause budget. The mark and sweep themselves are
+// pkg/meta's (gc_scan.go, gc.go): they read bolt directly.
 //
 // This package imports only leaves and prometheus; it knows nothing of bbolt.
 package gc
