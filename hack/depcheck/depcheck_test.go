@@ -23,6 +23,7 @@ var leaves = []string{
 	"pkg/errdefs", "pkg/identifiers", "pkg/namespaces", "pkg/leases",
 	"pkg/filters", "pkg/events", "api/events", "pkg/mount",
 	"internal/testenv", // test helpers, standard library only
+	"pkg/labels",
 }
 
 // allowed maps a package family to the families it may import beyond
@@ -35,6 +36,7 @@ var allowed = map[string][]string{
 	"pkg/filters":     {"pkg/errdefs"},
 	"pkg/events":      {"pkg/errdefs", "pkg/identifiers", "pkg/namespaces", "pkg/filters", "api/events"},
 	"pkg/mount":       {"pkg/errdefs"},
+	"pkg/labels":      {},
 	// The gRPC edge of the leaves: errdefs classes and the namespace and
 	// lease headers, for the server's and the client's interceptors.
 	"pkg/rpc":              {"leaves"},

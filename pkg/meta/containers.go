@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"strings"
 	"time"
 
 	eventsv1 "github.com/cri-runtime/cri-runtime/api/events/v1"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/filters"
 	"github.com/cri-runtime/cri-runtime/pkg/identifiers"
+	"github.com/cri-runtime/cri-runtime/pkg/labels"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -223,7 +223,7 @@ func applyContainerPaths(dst *Container, src Container, fieldpaths []string) err
 		fieldpaths = []string{"labels", "image", "spec", "snapshotter", "snapshotkey", "runtime", "extensions"}
 	}
 	for _, p := range fieldpaths {
-		if applyLabelPath(&dst.Labels, src.Labels, p) || applyExtensionPath(&dst.Extensions, src.Extensions, p) {
+		if labels.ApplyPath(&dst.Labels, src.Labels, "labels", p) || labels.ApplyPath(&dst.Extensions, src.Extensions, "extensions", p) {
 			continue
 		}
 		switch p {
@@ -242,28 +242,6 @@ func applyContainerPaths(dst *Container, src Container, fieldpaths []string) err
 		}
 	}
 	return nil
-}
-
-// applyExtensionPath is applyLabelPath for "extensions" and
-// "extensions.<key>".
-func applyExtensionPath(dst *map[string][]byte, src map[string][]byte, path string) bool {
-	if path == "extensions" {
-		*dst = maps.Clone(src)
-		return true
-	}
-	key, ok := strings.CutPrefix(path, "extensions.")
-	if !ok {
-		return false
-	}
-	if v, set := src[key]; set {
-		if *dst == nil {
-			*dst = map[string][]byte{}
-		}
-		(*dst)[key] = v
-	} else {
-		delete(*dst, key)
-	}
-	return true
 }
 
 func validateContainer(c Container) error {

@@ -11,6 +11,7 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/content"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/filters"
+	"github.com/cri-runtime/cri-runtime/pkg/labels"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
@@ -70,7 +71,7 @@ func (cs *contentStore) Update(ctx context.Context, info content.Info, fieldpath
 		}
 		before := maps.Clone(updated.Labels)
 		for _, p := range fieldpaths {
-			if !applyLabelPath(&updated.Labels, info.Labels, p) {
+			if !labels.ApplyPath(&updated.Labels, info.Labels, "labels", p) {
 				return fmt.Errorf("content %s: cannot update field %q: %w", info.Digest, p, errdefs.ErrInvalidArgument)
 			}
 		}

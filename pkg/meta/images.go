@@ -12,6 +12,7 @@ import (
 	eventsv1 "github.com/cri-runtime/cri-runtime/api/events/v1"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/filters"
+	"github.com/cri-runtime/cri-runtime/pkg/labels"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
@@ -145,7 +146,7 @@ func applyImagePaths(dst *Image, src Image, fieldpaths []string) error {
 		fieldpaths = []string{"labels", "target", "config"}
 	}
 	for _, p := range fieldpaths {
-		if applyLabelPath(&dst.Labels, src.Labels, p) {
+		if labels.ApplyPath(&dst.Labels, src.Labels, "labels", p) {
 			continue
 		}
 		if p == "target" {
@@ -158,7 +159,7 @@ func applyImagePaths(dst *Image, src Image, fieldpaths []string) error {
 		}
 		if p == "annotations" || strings.HasPrefix(p, "annotations.") {
 			// The same rules as labels, on the target's annotations.
-			applyLabelPath(&dst.Target.Annotations, src.Target.Annotations, "labels"+strings.TrimPrefix(p, "annotations"))
+			labels.ApplyPath(&dst.Target.Annotations, src.Target.Annotations, "annotations", p)
 			continue
 		}
 		return fmt.Errorf("image %q: cannot update field %q: %w", src.Name, p, errdefs.ErrInvalidArgument)

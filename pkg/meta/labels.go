@@ -2,7 +2,6 @@ package meta
 
 import (
 	"fmt"
-	"maps"
 	"strings"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
@@ -88,28 +87,6 @@ func validateKey(what, key string) error {
 		return fmt.Errorf("%s %.64q... is %d bytes, more than %d: %w", what, key, len(key), maxKeyLen, errdefs.ErrInvalidArgument)
 	}
 	return nil
-}
-
-// applyLabelPath applies the field path "labels" or "labels.<key>" of src
-// to dst and reports whether path was one of those.
-func applyLabelPath(dst *map[string]string, src map[string]string, path string) bool {
-	if path == "labels" {
-		*dst = maps.Clone(src)
-		return true
-	}
-	key, ok := strings.CutPrefix(path, "labels.")
-	if !ok {
-		return false
-	}
-	if v, set := src[key]; set {
-		if *dst == nil {
-			*dst = map[string]string{}
-		}
-		(*dst)[key] = v
-	} else {
-		delete(*dst, key)
-	}
-	return true
 }
 
 // droppedRefs reports whether going from labels before to after removed

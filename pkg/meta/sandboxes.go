@@ -3,14 +3,16 @@ package meta
 import (
 	"context"
 	"fmt"
-	eventsv1 "github.com/cri-runtime/cri-runtime/api/events/v1"
 	"maps"
 	"strings"
 	"time"
 
+	eventsv1 "github.com/cri-runtime/cri-runtime/api/events/v1"
+
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/filters"
 	"github.com/cri-runtime/cri-runtime/pkg/identifiers"
+	"github.com/cri-runtime/cri-runtime/pkg/labels"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -190,7 +192,7 @@ func applySandboxPaths(dst *Sandbox, src Sandbox, fieldpaths []string) error {
 		fieldpaths = []string{"labels", "spec", "runtime", "extensions"}
 	}
 	for _, p := range fieldpaths {
-		if applyLabelPath(&dst.Labels, src.Labels, p) || applyExtensionPath(&dst.Extensions, src.Extensions, p) {
+		if labels.ApplyPath(&dst.Labels, src.Labels, "labels", p) || labels.ApplyPath(&dst.Extensions, src.Extensions, "extensions", p) {
 			continue
 		}
 		switch p {

@@ -11,6 +11,7 @@ import (
 	eventsv1 "github.com/cri-runtime/cri-runtime/api/events/v1"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/filters"
+	"github.com/cri-runtime/cri-runtime/pkg/labels"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
 	bolt "go.etcd.io/bbolt"
 	"k8s.io/klog/v2"
@@ -135,7 +136,7 @@ func (s *snapshotter) Update(ctx context.Context, info snapshot.Info, fieldpaths
 		updated = readRecord(info.Name, sbkt)
 		before := maps.Clone(updated.info.Labels)
 		for _, p := range fieldpaths {
-			if !applyLabelPath(&updated.info.Labels, info.Labels, p) {
+			if !labels.ApplyPath(&updated.info.Labels, info.Labels, "labels", p) {
 				return fmt.Errorf("snapshot %q: cannot update field %q: %w", info.Name, p, errdefs.ErrInvalidArgument)
 			}
 		}

@@ -36,9 +36,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	labelpath "github.com/cri-runtime/cri-runtime/pkg/labels"
 
 	"github.com/cri-runtime/cri-runtime/pkg/content"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
@@ -163,17 +164,7 @@ func (s *store) Update(ctx context.Context, info content.Info, fieldpaths ...str
 	}
 	labels := copyLabels(s.labels[info.Digest].labels)
 	for _, fp := range fieldpaths {
-		key, isLabel := strings.CutPrefix(fp, "labels.")
-		switch {
-		case fp == "labels":
-			labels = copyLabels(info.Labels)
-		case isLabel && key != "":
-			if v, ok := info.Labels[key]; ok {
-				labels[key] = v
-			} else {
-				delete(labels, key)
-			}
-		default:
+		if !labelpath.ApplyPath(&labels, info.Labels, "labels", fp) {
 			return content.Info{}, fmt.Errorf("blob %s: field path %q: %w", info.Digest, fp, errdefs.ErrInvalidArgument)
 		}
 	}

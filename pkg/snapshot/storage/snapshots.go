@@ -5,8 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
+
+	labelpath "github.com/cri-runtime/cri-runtime/pkg/labels"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -238,24 +239,11 @@ func (t *Tx) UpdateInfo(info snapshot.Info, fieldpaths ...string) (snapshot.Info
 		return snapshot.Info{}, err
 	}
 	labels := cur.Labels
-	if labels == nil {
-		labels = map[string]string{}
-	}
 	if len(fieldpaths) == 0 {
 		fieldpaths = []string{"labels"}
 	}
 	for _, p := range fieldpaths {
-		switch {
-		case p == "labels":
-			labels = copyLabels(info.Labels)
-		case strings.HasPrefix(p, "labels."):
-			k := strings.TrimPrefix(p, "labels.")
-			if v, ok := info.Labels[k]; ok {
-				labels[k] = v
-			} else {
-				delete(labels, k)
-			}
-		default:
+		if !labelpath.ApplyPath(&labels, info.Labels, "labels", p) {
 			return snapshot.Info{}, fmt.Errorf("update of snapshot %q: field %q cannot be updated: %w", info.Name, p, errdefs.ErrInvalidArgument)
 		}
 	}
