@@ -48,6 +48,7 @@ type Server struct {
 	grpcL       net.Listener
 	metricsHTTP *http.Server
 	metricsL    net.Listener // nil when metrics are disabled
+	locks       []*dirLock   // of root and state, held until close
 
 	// stopping is cancelled first thing in Stop, for the long-lived
 	// streams (event subscriptions) to end.
@@ -76,8 +77,13 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 	}()
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Directories: private to the daemon.
-	for _, dir := range []string{cfg.Root, cfg.State, filepath.Join(cfg.Root, "content"), filepath.Join(cfg.Root, "snapshots")} {
+	// Root and state first: owned by the daemon's user, 0700 and locked
+	// before anything in them is opened or swept, so that a second daemon
+	// on them is refused before it can damage the first.
+	if err := s.claimDirs(logger); err != nil {
+		return nil, err
+	}
+	for _, dir := range []string{filepath.Join(cfg.Root, "content"), filepath.Join(cfg.Root, "snapshots")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create directory %q: %w", dir, err)
 		}
@@ -138,6 +144,23 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 	}
 	logger.V(2).Info("daemon built", "root", cfg.Root, "address", cfg.GRPC.Address, "snapshotter", s.snapshotter, "metrics", s.MetricsAddress())
 	return s, nil
+}
+
+// claimDirs claims the root and the state directory (see claimDir), once
+// when they are the same.
+func (s *Server) claimDirs(logger klog.Logger) error {
+	dirs := []struct{ key, dir string }{{"root", s.cfg.Root}, {"state", s.cfg.State}}
+	if filepath.Clean(s.cfg.State) == filepath.Clean(s.cfg.Root) {
+		dirs = dirs[:1]
+	}
+	for _, d := range dirs {
+		l, err := claimDir(logger, d.key, d.dir)
+		if err != nil {
+			return err
+		}
+		s.locks = append(s.locks, l)
+	}
+	return nil
 }
 
 // openSnapshotters opens native and, when the filesystem supports it,
@@ -325,6 +348,12 @@ func (s *Server) close(ctx context.Context) error {
 	for name, sn := range s.snapshotters {
 		if err := sn.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close snapshotter %s: %w", name, err))
+		}
+	}
+	// Last: the next daemon may open the directories once this lock goes.
+	for _, l := range s.locks {
+		if err := l.release(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

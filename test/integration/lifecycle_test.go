@@ -1,12 +1,26 @@
 package integration
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cri-runtime/cri-runtime/pkg/client"
+	"github.com/cri-runtime/cri-runtime/pkg/content"
+	"github.com/cri-runtime/cri-runtime/pkg/leases"
+	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
 )
 
 func TestSIGTERMStopsCleanly(t *testing.T) {
@@ -60,5 +74,135 @@ func TestConfigUnknownKeyFailsStart(t *testing.T) {
 	}
 	if _, err := os.Stat(d.root); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("root created although the config was refused: %v", err)
+	}
+}
+
+// TestSecondDaemonOnBusyRoot starts a second daemon on the root of a live
+// one, again and again, while the live one ingests and creates snapshots
+// without pause. Each second daemon must be refused at once, saying who
+// holds the root, and must not have touched it: every ingest of the live
+// one completes with its digest and nothing is left half-made.
+func TestSecondDaemonOnBusyRoot(t *testing.T) {
+	const attempts = 30
+	d := newDaemon(t)
+	d.start()
+	c, err := client.New(context.Background(), d.address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := namespaces.WithNamespace(context.Background(), "busy")
+	lease, err := c.Leases().Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx = leases.WithLease(ctx, lease.ID)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var written []digest.Digest
+	var loadErrs []error
+	fail := func(err error) {
+		mu.Lock()
+		loadErrs = append(loadErrs, err)
+		mu.Unlock()
+	}
+	for w := range 4 {
+		wg.Add(1)
+		go func() { // ingests, each a new ingest directory
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				blob := []byte(strings.Repeat(fmt.Sprintf("worker %d blob %d\n", w, i), 1000))
+				desc := ocispec.Descriptor{Digest: digest.FromBytes(blob), Size: int64(len(blob))}
+				if err := content.WriteBlob(ctx, c.ContentStore(), fmt.Sprintf("busy-%d-%d", w, i), bytes.NewReader(blob), desc); err != nil {
+					fail(fmt.Errorf("ingest %d of worker %d: %w", i, w, err))
+					continue
+				}
+				mu.Lock()
+				written = append(written, desc.Digest)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { // snapshots, each a new snapshot directory
+		defer wg.Done()
+		sn := c.Snapshotter("native")
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			key := fmt.Sprintf("busy-%d", i)
+			if _, err := sn.Prepare(ctx, key, ""); err != nil {
+				fail(fmt.Errorf("prepare %s: %w", key, err))
+				continue
+			}
+			if err := sn.Remove(ctx, key); err != nil {
+				fail(fmt.Errorf("remove %s: %w", key, err))
+			}
+		}
+	}()
+
+	pid := fmt.Sprintf("in use by pid %d", d.cmd.Process.Pid)
+	var slowest time.Duration
+	for i := range attempts {
+		sockDir := t.TempDir()
+		second := exec.Command(criRuntime, "serve", "--root", d.root, "--state", filepath.Join(sockDir, "state"),
+			"--address", filepath.Join(sockDir, "s.sock"), "--metrics-address", "")
+		var stderr bytes.Buffer
+		second.Stderr = &stderr
+		start := time.Now()
+		if err := second.Start(); err != nil {
+			t.Fatal(err)
+		}
+		timer := time.AfterFunc(20*time.Second, func() { second.Process.Kill() })
+		err := second.Wait()
+		timer.Stop()
+		took := time.Since(start)
+		slowest = max(slowest, took)
+		if err == nil || !strings.Contains(stderr.String(), pid) || !strings.Contains(stderr.String(), "failed precondition") {
+			t.Errorf("second daemon %d: %v after %v, stderr %q: want a failure saying the root is %s", i, err, took, stderr.String(), pid)
+		}
+		if took > time.Second {
+			t.Errorf("second daemon %d refused after %v, want well under 1 s", i, took)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d second daemons refused, the slowest after %v; %d ingests meanwhile", attempts, slowest, len(written))
+	for _, err := range loadErrs {
+		t.Errorf("live daemon: %v", err)
+	}
+	if len(written) < attempts {
+		t.Fatalf("only %d ingests ran during the test: no load", len(written))
+	}
+	for _, dg := range written {
+		if info, err := c.ContentStore().Info(ctx, dg); err != nil || info.Digest != dg {
+			t.Errorf("blob %s: %v", dg, err)
+		}
+	}
+	if st, err := c.ContentStore().ListStatuses(ctx); err != nil || len(st) != 0 {
+		t.Errorf("ingests left active: %v %v", st, err)
+	}
+	d.stop()
+	// Nothing half-made is left: no ingest directory (all were committed),
+	// no temporary of either kind.
+	for _, dir := range []string{filepath.Join(d.root, "content", "ingest"), filepath.Join(d.root, "snapshots", "native", "snapshots")} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			t.Errorf("left in %s: %s", dir, e.Name())
+		}
 	}
 }
