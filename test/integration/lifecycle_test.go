@@ -52,7 +52,9 @@ func TestConfigDefaultServes(t *testing.T) {
 	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.ok(nil, "default", "config", "check", path)
+	if out := d.ok(nil, "default", "config", "check", path); !strings.HasPrefix(out, path+": OK") {
+		t.Fatalf("config check printed %q, want a line saying the file is OK", out)
+	}
 	// The file's paths are the system's; the flags override them.
 	d.start("--config", path)
 	d.ok(nil, "default", "namespaces", "ls")
