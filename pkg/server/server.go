@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	s.grpc = grpc.NewServer(serverOptions(gm)...)
+	s.grpc = grpc.NewServer(append(serverOptions(gm), grpc.ChainStreamInterceptor(streamStopper(s.stopping)))...)
 	contentSvc, err := newContentService(s.db.ContentStore(), s.registry)
 	if err != nil {
 		return nil, err
@@ -288,7 +288,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
-// Stop stops the daemon: calls in progress get the configured shutdown
+// Stop stops the daemon: streaming calls are ended at once (see
+// streamStopper), unary calls in progress get the configured shutdown
 // timeout to finish and are cut after it; then the pulls still running
 // are cancelled and waited for (again at most the shutdown timeout; past
 // it Stop reports them), and the garbage collector, the database and the

@@ -316,3 +316,56 @@ func TestLooseDirectoriesAreTightened(t *testing.T) {
 		}
 	}
 }
+
+// TestStopEndsIngests guards against an ingest holding a graceful stop for
+// its whole timeout and then being cut with a bare transport error: the
+// stream ends at once with Unavailable, whether the client is sending or
+// idle, and the ingest is kept for a resume.
+func TestStopEndsIngests(t *testing.T) {
+	d := servertest.Start(t, func(c *server.Config) { c.GRPC.ShutdownTimeout = gc.Duration(time.Minute) })
+	ctx := namespaces.WithNamespace(context.Background(), "stop")
+	cs := d.Client.ContentStore()
+	idle, err := cs.Writer(ctx, content.WithRef("idle"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idle.Write([]byte("idle data")); err != nil {
+		t.Fatal(err)
+	}
+	busy, err := cs.Writer(ctx, content.WithRef("busy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	busyErr := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := busy.Write(chunk); err != nil {
+				busyErr <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Stop took %v with ingests open", took)
+	}
+	if err := <-busyErr; !errdefs.IsUnavailable(err) {
+		t.Errorf("busy ingest ended with %v, want Unavailable", err)
+	}
+	if _, err := idle.Write([]byte("more")); !errdefs.IsUnavailable(err) {
+		t.Errorf("idle ingest after the stop: %v, want Unavailable", err)
+	}
+	// Both ingests are kept for a resume.
+	d2 := servertest.StartWith(t, d.Config)
+	for _, ref := range []string{"idle", "busy"} {
+		st, err := d2.Client.ContentStore().Status(ctx, ref)
+		if err != nil || st.Offset == 0 {
+			t.Errorf("ingest %s after the restart: %+v %v", ref, st, err)
+		}
+	}
+}
