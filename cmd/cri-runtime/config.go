@@ -18,7 +18,7 @@ func newConfigCommand() *cobra.Command {
 		Short: "Print the default configuration file, with every key documented",
 		Long: "Print the default configuration file, every key with its meaning, unit and default.\n" +
 			"Install it with: mkdir -p /etc/cri-runtime && cri-runtime config default > /etc/cri-runtime/config.toml",
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return server.WriteDefault(cmd.OutOrStdout())
 		},
