@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/cri-runtime/cri-runtime/pkg/client"
 	"github.com/cri-runtime/cri-runtime/pkg/content"
 	"github.com/cri-runtime/cri-runtime/pkg/content/local"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
@@ -367,5 +368,22 @@ func TestStopEndsIngests(t *testing.T) {
 		if err != nil || st.Offset == 0 {
 			t.Errorf("ingest %s after the restart: %+v %v", ref, st, err)
 		}
+	}
+}
+
+// TestNegativeLeaseExpiryIsRefused guards against a lease created with a
+// negative expiry, which was accepted and expired at once.
+func TestNegativeLeaseExpiryIsRefused(t *testing.T) {
+	d := servertest.Start(t, func(c *server.Config) { c.Metrics.Address = "" })
+	ctx := namespaces.WithNamespace(context.Background(), "neg")
+	_, err := d.Client.Leases().Create(ctx, client.WithLeaseID("neg"), client.WithExpiration(-5*time.Second))
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), `"neg"`) {
+		t.Fatalf("lease with expiry -5s: %v, want InvalidArgument naming it", err)
+	}
+	if l, err := d.Client.Leases().List(ctx); err != nil || len(l) != 0 {
+		t.Fatalf("leases after the refusal: %v %v", l, err)
+	}
+	if _, err := d.Client.Leases().Create(ctx, client.WithExpiration(time.Hour)); err != nil {
+		t.Fatal(err)
 	}
 }
