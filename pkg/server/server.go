@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,7 @@ type Server struct {
 	metricsHTTP *http.Server
 	metricsL    net.Listener // nil when metrics are disabled
 	locks       []*dirLock   // of root and state, held until close
+	serving     atomic.Bool  // from Serve until Stop, for /healthz
 
 	// stopping is cancelled first thing in Stop, for the long-lived
 	// streams (event subscriptions) to end.
@@ -140,6 +142,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", s.healthz)
 		s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 	logger.V(2).Info("daemon built", "root", cfg.Root, "address", cfg.GRPC.Address, "snapshotter", s.snapshotter, "metrics", s.MetricsAddress())
@@ -276,7 +279,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			errc <- err
 		}()
 	}
-	klog.FromContext(ctx).Info("serving", "address", s.cfg.GRPC.Address, "metrics", s.MetricsAddress())
+	s.serving.Store(true)
+	klog.FromContext(ctx).Info("serving", "root", s.cfg.Root, "state", s.cfg.State, "snapshotter", s.snapshotter,
+		"address", s.cfg.GRPC.Address, "metrics", s.MetricsAddress())
 	var err error
 	select {
 	case <-ctx.Done():
@@ -298,6 +303,7 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
 		ctx := context.Background()
+		s.serving.Store(false)
 		s.cancelStopping()
 		timeout := time.Duration(s.cfg.GRPC.ShutdownTimeout)
 		done := make(chan struct{})

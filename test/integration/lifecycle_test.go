@@ -28,6 +28,11 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			d := newDaemon(t)
 			d.start()
+			for _, kv := range []string{`root="` + d.root + `"`, `state="` + d.state + `"`, `snapshotter="`} {
+				if !strings.Contains(d.stderr.String(), kv) {
+					t.Errorf("the start-up log lacks %s:\n%s", kv, d.stderr)
+				}
+			}
 			d.ok(nil, "default", "namespaces", "create", "before-stop")
 			if code := d.signal(sig); code != 0 {
 				t.Fatalf("exit code %d after %v, want 0\n%s", code, sig, d.stderr)
