@@ -136,17 +136,27 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 	if s.grpcL, err = listenUnix(cfg.GRPC.Address); err != nil {
 		return nil, err
 	}
-	if cfg.Metrics.Address != "" {
-		if s.metricsL, err = net.Listen("tcp", cfg.Metrics.Address); err != nil {
-			return nil, fmt.Errorf("metrics address %q: %w", cfg.Metrics.Address, err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", s.healthz)
-		s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := s.listenMetrics(); err != nil {
+		return nil, err
 	}
 	logger.V(2).Info("daemon built", "root", cfg.Root, "address", cfg.GRPC.Address, "snapshotter", s.snapshotter, "metrics", s.MetricsAddress())
 	return s, nil
+}
+
+// listenMetrics listens for /metrics and /healthz, unless disabled.
+func (s *Server) listenMetrics() error {
+	if s.cfg.Metrics.Address == "" {
+		return nil
+	}
+	var err error
+	if s.metricsL, err = net.Listen("tcp", s.cfg.Metrics.Address); err != nil {
+		return fmt.Errorf("metrics address %q: %w", s.cfg.Metrics.Address, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", s.healthz)
+	s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return nil
 }
 
 // claimDirs claims the root and the state directory (see claimDir), once

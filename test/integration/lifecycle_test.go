@@ -104,87 +104,22 @@ func TestSecondDaemonOnBusyRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx = leases.WithLease(ctx, lease.ID)
-
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var written []digest.Digest
-	var loadErrs []error
-	fail := func(err error) {
-		mu.Lock()
-		loadErrs = append(loadErrs, err)
-		mu.Unlock()
-	}
-	for w := range 4 {
-		wg.Add(1)
-		go func() { // ingests, each a new ingest directory
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				blob := []byte(strings.Repeat(fmt.Sprintf("worker %d blob %d\n", w, i), 1000))
-				desc := ocispec.Descriptor{Digest: digest.FromBytes(blob), Size: int64(len(blob))}
-				if err := content.WriteBlob(ctx, c.ContentStore(), fmt.Sprintf("busy-%d-%d", w, i), bytes.NewReader(blob), desc); err != nil {
-					fail(fmt.Errorf("ingest %d of worker %d: %w", i, w, err))
-					continue
-				}
-				mu.Lock()
-				written = append(written, desc.Digest)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Add(1)
-	go func() { // snapshots, each a new snapshot directory
-		defer wg.Done()
-		sn := c.Snapshotter("native")
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			key := fmt.Sprintf("busy-%d", i)
-			if _, err := sn.Prepare(ctx, key, ""); err != nil {
-				fail(fmt.Errorf("prepare %s: %w", key, err))
-				continue
-			}
-			if err := sn.Remove(ctx, key); err != nil {
-				fail(fmt.Errorf("remove %s: %w", key, err))
-			}
-		}
-	}()
+	l := startLoad(ctx, c)
 
 	pid := fmt.Sprintf("in use by pid %d", d.cmd.Process.Pid)
 	var slowest time.Duration
 	for i := range attempts {
-		sockDir := t.TempDir()
-		second := exec.Command(criRuntime, "serve", "--root", d.root, "--state", filepath.Join(sockDir, "state"),
-			"--address", filepath.Join(sockDir, "s.sock"), "--metrics-address", "")
-		var stderr bytes.Buffer
-		second.Stderr = &stderr
-		start := time.Now()
-		if err := second.Start(); err != nil {
-			t.Fatal(err)
-		}
-		timer := time.AfterFunc(20*time.Second, func() { second.Process.Kill() })
-		err := second.Wait()
-		timer.Stop()
-		took := time.Since(start)
+		took, stderr, err := startSecondDaemon(t, d.root)
 		slowest = max(slowest, took)
-		if err == nil || !strings.Contains(stderr.String(), pid) || !strings.Contains(stderr.String(), "failed precondition") {
-			t.Errorf("second daemon %d: %v after %v, stderr %q: want a failure saying the root is %s", i, err, took, stderr.String(), pid)
+		if err == nil || !strings.Contains(stderr, pid) || !strings.Contains(stderr, "failed precondition") {
+			t.Errorf("second daemon %d: %v after %v, stderr %q: want a failure saying the root is %s", i, err, took, stderr, pid)
 		}
 		if took > time.Second {
 			t.Errorf("second daemon %d refused after %v, want well under 1 s", i, took)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
+	written, loadErrs := l.stop()
 	t.Logf("%d second daemons refused, the slowest after %v; %d ingests meanwhile", attempts, slowest, len(written))
 	for _, err := range loadErrs {
 		t.Errorf("live daemon: %v", err)
@@ -212,4 +147,93 @@ func TestSecondDaemonOnBusyRoot(t *testing.T) {
 			t.Errorf("left in %s: %s", dir, e.Name())
 		}
 	}
+}
+
+// startSecondDaemon runs `serve` on root, with a state directory and a
+// socket of its own, and returns how long it ran, its stderr and its exit.
+func startSecondDaemon(t *testing.T, root string) (time.Duration, string, error) {
+	t.Helper()
+	dir := t.TempDir()
+	second := exec.Command(criRuntime, "serve", "--root", root, "--state", filepath.Join(dir, "state"),
+		"--address", filepath.Join(dir, "s.sock"), "--metrics-address", "")
+	var stderr bytes.Buffer
+	second.Stderr = &stderr
+	start := time.Now()
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(20*time.Second, func() { second.Process.Kill() })
+	defer timer.Stop()
+	err := second.Wait()
+	return time.Since(start), stderr.String(), err
+}
+
+// load keeps a daemon busy creating ingest and snapshot directories: four
+// ingesters, each blob under a new ref, and a loop of snapshot prepares
+// and removes.
+type load struct {
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	mu      sync.Mutex
+	written []digest.Digest // guarded by mu
+	errs    []error         // guarded by mu
+}
+
+func startLoad(ctx context.Context, c *client.Client) *load {
+	l := &load{done: make(chan struct{})}
+	for w := range 4 {
+		l.run(func(i int) {
+			blob := []byte(strings.Repeat(fmt.Sprintf("worker %d blob %d\n", w, i), 1000))
+			desc := ocispec.Descriptor{Digest: digest.FromBytes(blob), Size: int64(len(blob))}
+			if err := content.WriteBlob(ctx, c.ContentStore(), fmt.Sprintf("busy-%d-%d", w, i), bytes.NewReader(blob), desc); err != nil {
+				l.fail(fmt.Errorf("ingest %d of worker %d: %w", i, w, err))
+				return
+			}
+			l.mu.Lock()
+			l.written = append(l.written, desc.Digest)
+			l.mu.Unlock()
+		})
+	}
+	sn := c.Snapshotter("native")
+	l.run(func(i int) {
+		key := fmt.Sprintf("busy-%d", i)
+		if _, err := sn.Prepare(ctx, key, ""); err != nil {
+			l.fail(fmt.Errorf("prepare %s: %w", key, err))
+			return
+		}
+		if err := sn.Remove(ctx, key); err != nil {
+			l.fail(fmt.Errorf("remove %s: %w", key, err))
+		}
+	})
+	return l
+}
+
+// run calls step with 0, 1, 2... until stop.
+func (l *load) run(step func(i int)) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-l.done:
+				return
+			default:
+				step(i)
+			}
+		}
+	}()
+}
+
+func (l *load) fail(err error) {
+	l.mu.Lock()
+	l.errs = append(l.errs, err)
+	l.mu.Unlock()
+}
+
+// stop ends the load and returns the blobs written and the errors met.
+func (l *load) stop() ([]digest.Digest, []error) {
+	close(l.done)
+	l.wg.Wait()
+	return l.written, l.errs
 }
