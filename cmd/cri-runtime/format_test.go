@@ -76,7 +76,8 @@ func TestFormatLabelsIsNarrow(t *testing.T) {
 // describes the filter language and its fields in its help.
 func TestFilterHelp(t *testing.T) {
 	n := 0
-	walkCommands(newRootCommand(), func(cmd *cobra.Command) {
+	root, _ := newRoot()
+	walkCommands(root, func(cmd *cobra.Command) {
 		if !strings.Contains(cmd.Use, "FILTER") {
 			return
 		}

@@ -65,11 +65,7 @@ func (g *globals) explain(err error) error {
 	return err
 }
 
-func newRootCommand() *cobra.Command {
-	root, _ := newRoot()
-	return root
-}
-
+// newRoot returns the root command and the globals its flags set.
 func newRoot() (*cobra.Command, *globals) {
 	g := &globals{}
 	root := &cobra.Command{
@@ -92,7 +88,7 @@ func newRoot() (*cobra.Command, *globals) {
 	flags.StringVar(&g.address, "address", address, "management `SOCKET` (env "+AddressEnv+")")
 	flags.StringVarP(&g.namespace, "namespace", "n", namespaces.FromEnv(), "`NAMESPACE` of the calls (env "+namespaces.EnvVar+")")
 	flags.StringVar(&g.lease, "lease", os.Getenv(LeaseEnv), "`ID` of a lease that holds what the calls create against garbage collection (env "+LeaseEnv+"; see leases create)")
-	flags.DurationVar(&g.timeout, "timeout", DefaultTimeout, "bound on a command's calls to the daemon, 0 for none; streaming commands (pull, events, content ingest, content get) are bounded only when it is given")
+	flags.DurationVar(&g.timeout, "timeout", DefaultTimeout, "bound on a command's calls, 0 for none (pull, events, content ingest and get: none unless given)")
 	flags.StringVarP(&g.output, "output", "o", outputTable, "`FORMAT` of lists: table (narrow, summarised) or json (everything, in full)")
 	pull := newPullCommand(g)
 	root.AddCommand(

@@ -26,7 +26,8 @@ import (
 // backquoted phrase as the flag's value name: `serve --help` showed
 // "--config cri-runtime config default   TOML config file".
 func TestFlagValueNames(t *testing.T) {
-	walkCommands(newRootCommand(), func(cmd *cobra.Command) {
+	root, _ := newRoot()
+	walkCommands(root, func(cmd *cobra.Command) {
 		check := func(f *pflag.Flag) {
 			if name, _ := pflag.UnquoteUsage(f); strings.ContainsAny(name, " \t") {
 				t.Errorf("%s --%s: value name %q", cmd.CommandPath(), f.Name, name)
