@@ -13,6 +13,7 @@ import (
 
 	"github.com/cri-runtime/cri-runtime/pkg/content"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/meta"
 )
 
 func newContentCommand(g *globals) *cobra.Command {
@@ -36,37 +37,46 @@ func contentListCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "ls [FILTER...]",
 		Aliases: []string{"list"},
-		Short:   "List blobs matching any of the filters (sizes in bytes)",
+		Short:   "List blobs matching any of the filters",
+		Long: "List blobs matching any of the filters: digest (cut to 12 hex digits; -q and -o json give it\n" +
+			"in full), size, creation time and labels (the garbage collector's references counted).",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, c, err := g.connect(cmd)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			tw := newTable(cmd)
-			if !quiet {
-				fmt.Fprintln(tw, "DIGEST\tSIZE\tCREATED\tLABELS")
-			}
+			var list []content.Info
 			err = c.ContentStore().Walk(ctx, func(info content.Info) error {
-				if quiet {
-					_, err := fmt.Fprintln(tw, info.Digest)
-					return err
-				}
-				_, err := fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", info.Digest, info.Size, info.CreatedAt.Format(time.RFC3339), formatLabels(info.Labels))
-				return err
+				list = append(list, info)
+				return nil
 			}, args...)
 			if err != nil {
 				return err
 			}
+			switch {
+			case quiet:
+				for _, info := range list {
+					fmt.Fprintln(cmd.OutOrStdout(), info.Digest)
+				}
+				return nil
+			case g.json():
+				return writeJSON(cmd.OutOrStdout(), nonNil(list))
+			}
+			tw := newTable(cmd)
+			fmt.Fprintln(tw, "DIGEST\tSIZE\tCREATED\tLABELS")
+			for _, info := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", formatDigest(info.Digest), formatSize(info.Size), info.CreatedAt.Format(time.RFC3339), formatLabels(info.Labels))
+			}
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the digests")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the digests, in full")
 	return cmd
 }
 
 func contentGetCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	return markStreaming(&cobra.Command{
 		Use:   "get DIGEST",
 		Short: "Write a blob to stdout",
 		Args:  cobra.ExactArgs(1),
@@ -88,7 +98,7 @@ func contentGetCommand(g *globals) *cobra.Command {
 			_, err = io.Copy(cmd.OutOrStdout(), io.NewSectionReader(ra, 0, ra.Size()))
 			return err
 		},
-	}
+	})
 }
 
 // ingestFlags are the options of `content ingest`.
@@ -106,9 +116,19 @@ func contentIngestCommand(g *globals) *cobra.Command {
 		Short: "Write stdin into a blob and print its digest",
 		Long: "Write stdin into a blob under the ingest REF and print its digest. If REF already\n" +
 			"holds data (an interrupted ingest), that many bytes of stdin are skipped and the ingest\n" +
-			"resumes. A blob that fails verification is discarded.",
+			"resumes. A blob that fails verification is discarded.\n\n" +
+			"A blob that nothing references is removed by the next garbage collection. Keep it with\n" +
+			"--lease ID (a lease from leases create), or with --label " + meta.LabelGCRoot + "=REASON\n" +
+			"until it is removed by hand; without either, a warning says so on stderr.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.expectedSize < 0 {
+				return fmt.Errorf("--expected-size %d: must not be negative: %w", f.expectedSize, errdefs.ErrInvalidArgument)
+			}
+			labels, err := parseLabels(f.labels)
+			if err != nil {
+				return err
+			}
 			ctx, c, err := g.connect(cmd)
 			if err != nil {
 				return err
@@ -118,6 +138,10 @@ func contentIngestCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if _, root := labels[meta.LabelGCRoot]; g.lease == "" && !root {
+				fmt.Fprintf(cmd.ErrOrStderr(), "cri-runtime: warning: the next garbage collection removes blob %s unless something "+
+					"references it (keep it with --lease ID or --label %s=REASON)\n", d, meta.LabelGCRoot)
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), d)
 			return nil
 		},
@@ -125,9 +149,9 @@ func contentIngestCommand(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&f.ref, "ref", "", "name of the ingest (required)")
 	cmd.Flags().Int64Var(&f.expectedSize, "expected-size", 0, "expected size in bytes (0: not checked)")
 	cmd.Flags().StringVar(&f.expectedDigest, "expected-digest", "", "expected digest (empty: not checked)")
-	cmd.Flags().StringArrayVar(&f.labels, "label", nil, "KEY=VALUE label of the blob, repeatable (cri-runtime.io/gc.root=... keeps it from garbage collection)")
+	cmd.Flags().StringArrayVar(&f.labels, "label", nil, "KEY=VALUE label of the blob, repeatable ("+meta.LabelGCRoot+"=REASON keeps it from garbage collection)")
 	_ = cmd.MarkFlagRequired("ref")
-	return cmd
+	return markStreaming(cmd)
 }
 
 // ingest writes r into the ingest f.ref, resuming it, and commits it.
@@ -185,7 +209,9 @@ func ingest(ctx context.Context, cs content.Store, r io.Reader, f ingestFlags) (
 func contentActiveCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "active [FILTER...]",
-		Short: "List ingests in progress (sizes in bytes)",
+		Short: "List ingests in progress matching any of the filters",
+		Long: "List ingests in progress matching any of the filters: ref, bytes written (SIZE), expected\n" +
+			"size (TOTAL, - when unknown), start and last write. -o json gives the sizes in bytes.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, c, err := g.connect(cmd)
 			if err != nil {
@@ -196,10 +222,17 @@ func contentActiveCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if g.json() {
+				return writeJSON(cmd.OutOrStdout(), nonNil(list))
+			}
 			tw := newTable(cmd)
 			fmt.Fprintln(tw, "REF\tSIZE\tTOTAL\tSTARTED\tUPDATED")
 			for _, st := range list {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", st.Ref, st.Offset, st.Total, st.StartedAt.Format(time.RFC3339), st.UpdatedAt.Format(time.RFC3339))
+				total := "-"
+				if st.Total > 0 {
+					total = formatSize(st.Total)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", st.Ref, formatSize(st.Offset), total, st.StartedAt.Format(time.RFC3339), st.UpdatedAt.Format(time.RFC3339))
 			}
 			return tw.Flush()
 		},

@@ -15,11 +15,12 @@ import (
 )
 
 func newEventsCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	return markStreaming(&cobra.Command{
 		Use:   "events [FILTER...]",
 		Short: "Print events matching any of the filters, one per line, until interrupted",
 		Long: "Print events, one per line: timestamp, namespace, topic and payload as JSON.\n" +
-			"Events of every namespace are printed unless a filter (namespace==NAME) restricts them.",
+			"Events of every namespace are printed unless a filter (namespace==NAME) restricts them.\n" +
+			"With --timeout, it prints them for that long and exits 0.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, c, err := g.connect(cmd)
 			if err != nil {
@@ -32,7 +33,7 @@ func newEventsCommand(g *globals) *cobra.Command {
 			}
 			return <-errs
 		},
-	}
+	})
 }
 
 // payloadJSON renders the event's payload as one line of JSON; a payload

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cri-runtime/cri-runtime/pkg/client"
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
 )
 
@@ -27,6 +28,9 @@ func leasesCreateCommand(g *globals) *cobra.Command {
 		Use:   "create [KEY=VALUE...]",
 		Short: "Create a lease and print its ID",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if expires < 0 {
+				return fmt.Errorf("--expires %v: must not be negative: %w", expires, errdefs.ErrInvalidArgument)
+			}
 			labels, err := parseLabels(args)
 			if err != nil {
 				return err
@@ -52,8 +56,17 @@ func leasesCreateCommand(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "lease ID (default: generated)")
-	cmd.Flags().DurationVar(&expires, "expires", 0, "expire the lease after this duration (default: never)")
+	cmd.Flags().DurationVar(&expires, "expires", 0, "expire the lease after this `DURATION`, > 0 (default: never)")
 	return cmd
+}
+
+// leaseJSON is how -o json prints a lease: without an expiry when it has
+// none.
+type leaseJSON struct {
+	ID        string
+	Labels    map[string]string `json:",omitempty"`
+	CreatedAt time.Time
+	ExpiresAt *time.Time `json:",omitempty"`
 }
 
 func leasesListCommand(g *globals) *cobra.Command {
@@ -72,11 +85,22 @@ func leasesListCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if quiet {
+			switch {
+			case quiet:
 				for _, l := range list {
 					fmt.Fprintln(cmd.OutOrStdout(), l.ID)
 				}
 				return nil
+			case g.json():
+				out := make([]leaseJSON, 0, len(list))
+				for _, l := range list {
+					j := leaseJSON{ID: l.ID, Labels: l.Labels, CreatedAt: l.CreatedAt}
+					if !l.ExpiresAt.IsZero() {
+						j.ExpiresAt = &l.ExpiresAt
+					}
+					out = append(out, j)
+				}
+				return writeJSON(cmd.OutOrStdout(), out)
 			}
 			tw := newTable(cmd)
 			fmt.Fprintln(tw, "ID\tCREATED\tEXPIRES\tLABELS")

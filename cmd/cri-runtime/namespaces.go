@@ -94,11 +94,14 @@ func namespacesListCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if quiet {
+			switch {
+			case quiet:
 				for _, ns := range list {
 					fmt.Fprintln(cmd.OutOrStdout(), ns.Name)
 				}
 				return nil
+			case g.json():
+				return writeJSON(cmd.OutOrStdout(), nonNil(list))
 			}
 			tw := newTable(cmd)
 			fmt.Fprintln(tw, "NAME\tLABELS")

@@ -46,10 +46,10 @@ func newServeCommand(g *globals) *cobra.Command {
 			return serve(cmd.Context(), cfg)
 		},
 	}
-	cmd.Flags().StringVar(&configPath, "config", "", "TOML config file (see `cri-runtime config default`)")
-	cmd.Flags().StringVar(&root, "root", server.DefaultRoot, "directory of persistent data")
-	cmd.Flags().StringVar(&state, "state", server.DefaultState, "directory of runtime state")
-	cmd.Flags().StringVar(&metricsAddress, "metrics-address", server.DefaultMetricsAddress, `host:port of /metrics, "" to disable`)
+	cmd.Flags().StringVar(&configPath, "config", "", "TOML config `FILE`, as printed by \"cri-runtime config default\"")
+	cmd.Flags().StringVar(&root, "root", server.DefaultRoot, "`DIR` of persistent data")
+	cmd.Flags().StringVar(&state, "state", server.DefaultState, "`DIR` of runtime state")
+	cmd.Flags().StringVar(&metricsAddress, "metrics-address", server.DefaultMetricsAddress, "`HOST:PORT` of /metrics and /healthz, \"\" to disable")
 	return cmd
 }
 

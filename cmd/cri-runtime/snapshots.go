@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -88,27 +87,34 @@ func snapshotsListCommand(f *snapshotsFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "ls [FILTER...]",
 		Aliases: []string{"list"},
-		Short:   "List snapshots matching any of the filters (fields: kind, name, parent, labels.<key>)",
+		Short:   "List snapshots matching any of the filters",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, c, sn, err := f.connect(cmd)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			tw := newTable(cmd)
-			if !quiet {
-				fmt.Fprintln(tw, "KEY\tPARENT\tKIND")
-			}
+			var list []infoJSON
 			err = sn.Walk(ctx, func(_ context.Context, info snapshot.Info) error {
-				if quiet {
-					_, err := fmt.Fprintln(tw, info.Name)
-					return err
-				}
-				_, err := fmt.Fprintf(tw, "%s\t%s\t%s\n", info.Name, info.Parent, info.Kind)
-				return err
+				list = append(list, snapshotJSON(info))
+				return nil
 			}, args...)
 			if err != nil {
 				return err
+			}
+			switch {
+			case quiet:
+				for _, info := range list {
+					fmt.Fprintln(cmd.OutOrStdout(), info.Name)
+				}
+				return nil
+			case f.g.json():
+				return writeJSON(cmd.OutOrStdout(), nonNil(list))
+			}
+			tw := newTable(cmd)
+			fmt.Fprintln(tw, "KEY\tPARENT\tKIND\tLABELS")
+			for _, info := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", info.Name, info.Parent, info.Kind, formatLabels(info.Labels))
 			}
 			return tw.Flush()
 		},
@@ -128,6 +134,17 @@ type infoJSON struct {
 	Updated time.Time
 }
 
+func snapshotJSON(info snapshot.Info) infoJSON {
+	return infoJSON{
+		Kind:    info.Kind.String(),
+		Name:    info.Name,
+		Parent:  info.Parent,
+		Labels:  info.Labels,
+		Created: info.Created,
+		Updated: info.Updated,
+	}
+}
+
 func snapshotsInfoCommand(f *snapshotsFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "info KEY",
@@ -143,18 +160,16 @@ func snapshotsInfoCommand(f *snapshotsFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(infoJSON{
-				Kind:    info.Kind.String(),
-				Name:    info.Name,
-				Parent:  info.Parent,
-				Labels:  info.Labels,
-				Created: info.Created,
-				Updated: info.Updated,
-			})
+			return writeJSON(cmd.OutOrStdout(), snapshotJSON(info))
 		},
 	}
+}
+
+// usageJSON is how -o json prints a snapshot's usage, in bytes.
+type usageJSON struct {
+	Key    string
+	Size   int64
+	Inodes int64
 }
 
 func snapshotsUsageCommand(f *snapshotsFlags) *cobra.Command {
@@ -178,12 +193,11 @@ func snapshotsUsageCommand(f *snapshotsFlags) *cobra.Command {
 					return err
 				}
 			}
-			size := humanSize
+			size := formatSize
 			if bytes {
 				size = func(n int64) string { return fmt.Sprint(n) }
 			}
-			tw := newTable(cmd)
-			fmt.Fprintln(tw, "KEY\tSIZE\tINODES")
+			usages := make([]usageJSON, 0, len(keys))
 			for _, key := range keys {
 				u, err := sn.Usage(ctx, key)
 				if errdefs.IsNotFound(err) && len(args) == 0 {
@@ -192,28 +206,21 @@ func snapshotsUsageCommand(f *snapshotsFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\n", key, size(u.Size), u.Inodes)
+				usages = append(usages, usageJSON{Key: key, Size: u.Size, Inodes: u.Inodes})
+			}
+			if f.g.json() {
+				return writeJSON(cmd.OutOrStdout(), usages)
+			}
+			tw := newTable(cmd)
+			fmt.Fprintln(tw, "KEY\tSIZE\tINODES")
+			for _, u := range usages {
+				fmt.Fprintf(tw, "%s\t%s\t%d\n", u.Key, size(u.Size), u.Inodes)
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().BoolVar(&bytes, "bytes", false, "print sizes in bytes")
 	return cmd
-}
-
-// humanSize formats n bytes in binary units: "512 B", "4.0 KiB", "1.5 GiB".
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	v, i := float64(n)/unit, 0
-	for v >= unit && i < len(units)-1 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", v, units[i])
 }
 
 // gcRoot adds the garbage collector's root label to labels, as ctr does:

@@ -49,10 +49,10 @@ func TestSnapshotsCommand(t *testing.T) {
 	}
 	run("--snapshotter", "native", "view", "look", "base")
 
-	want := regexp.MustCompile(`^KEY +PARENT +KIND\n` +
-		`base +Committed\n` +
-		`look +base +View\n` +
-		`work +base +Active\n$`)
+	want := regexp.MustCompile(`^KEY +PARENT +KIND +LABELS\n` +
+		`base +Committed +cri-runtime.io/gc.root=\S+\n` +
+		`look +base +View +cri-runtime.io/gc.root=\S+\n` +
+		`work +base +Active +cri-runtime.io/gc.root=\S+\n$`)
 	if out := run("ls"); !want.MatchString(out) {
 		t.Errorf("ls:\n%s", out)
 	}
@@ -87,22 +87,5 @@ func TestSnapshotsCommand(t *testing.T) {
 	_, err = runSnapshots(t, addr, "--snapshotter", "nope", "ls")
 	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("ls on an unknown snapshotter: %v", err)
-	}
-}
-
-func TestHumanSize(t *testing.T) {
-	for n, want := range map[int64]string{
-		0:                 "0 B",
-		1023:              "1023 B",
-		1024:              "1.0 KiB",
-		1536:              "1.5 KiB",
-		5 << 20:           "5.0 MiB",
-		3<<30 + 512<<20:   "3.5 GiB",
-		1 << 62:           "4.0 EiB",
-		(1<<10 - 1) << 50: "1023.0 PiB",
-	} {
-		if got := humanSize(n); got != want {
-			t.Errorf("humanSize(%d) = %q, want %q", n, got, want)
-		}
 	}
 }

@@ -14,13 +14,16 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
+	"time"
 
 	"github.com/cri-runtime/cri-runtime/pkg/rpc"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 
 	containersapi "github.com/cri-runtime/cri-runtime/api/services/containers/v1"
@@ -35,14 +38,20 @@ import (
 
 // Client is a connection to the daemon. It is safe for concurrent use.
 type Client struct {
-	conn *grpc.ClientConn
+	conn    *grpc.ClientConn
+	address string
 }
+
+// DefaultConnectTimeout bounds how long New waits for the daemon to answer
+// the connection's handshake.
+const DefaultConnectTimeout = 3 * time.Second
 
 // Opt configures New.
 type Opt func(*options)
 
 type options struct {
-	dialOpts []grpc.DialOption
+	dialOpts       []grpc.DialOption
+	connectTimeout time.Duration
 }
 
 // WithDialOptions adds gRPC dial options.
@@ -50,11 +59,19 @@ func WithDialOptions(opts ...grpc.DialOption) Opt {
 	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
 }
 
-// New connects to the daemon's management socket at address (a path).
-// It checks that something listens there, so that a daemon that is not
-// running is reported here, as Unavailable, rather than on the first call.
+// WithConnectTimeout bounds how long New waits for the daemon to answer,
+// DefaultConnectTimeout unless set; 0 waits as long as New's ctx allows.
+func WithConnectTimeout(d time.Duration) Opt {
+	return func(o *options) { o.connectTimeout = d }
+}
+
+// New connects to the daemon's management socket at address (a path) and
+// waits for the daemon to answer the connection's handshake, so that a
+// daemon that is not running, or not answering (stopped with SIGSTOP,
+// say), is reported here as Unavailable, naming the socket, rather than
+// by a first call that hangs.
 func New(ctx context.Context, address string, opts ...Opt) (*Client, error) {
-	var o options
+	o := options{connectTimeout: DefaultConnectTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -62,22 +79,54 @@ func New(ctx context.Context, address string, opts ...Opt) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("address %q: %w: %w", address, err, errdefs.ErrInvalidArgument)
 	}
+	if o.connectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.connectTimeout)
+		defer cancel()
+	}
+	// A plain dial first: nothing listening is known at once.
 	var d net.Dialer
 	probe, err := d.DialContext(ctx, "unix", address)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %q: %w: %w", address, err, errdefs.ErrUnavailable)
+		return nil, fmt.Errorf("connect to the daemon at %q: %w: %w", address, err, errdefs.ErrUnavailable)
 	}
 	probe.Close()
+	c := &Client{address: address}
 	dialOpts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(rpc.UnaryClientInterceptor),
-		grpc.WithChainStreamInterceptor(rpc.StreamClientInterceptor),
+		// Outermost, so that it sees the errors with their class.
+		grpc.WithChainUnaryInterceptor(c.unaryGone, rpc.UnaryClientInterceptor),
+		grpc.WithChainStreamInterceptor(c.streamGone, rpc.StreamClientInterceptor),
 	}, o.dialOpts...)
-	conn, err := grpc.NewClient("unix://"+address, dialOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %q: %w: %w", address, err, errdefs.ErrInvalidArgument)
+	if c.conn, err = grpc.NewClient("unix://"+address, dialOpts...); err != nil {
+		return nil, fmt.Errorf("connect to the daemon at %q: %w: %w", address, err, errdefs.ErrInvalidArgument)
 	}
-	return &Client{conn: conn}, nil
+	if err := c.waitReady(ctx); err != nil {
+		c.conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// waitReady waits until the connection has completed its handshake with
+// the daemon.
+func (c *Client) waitReady(ctx context.Context) error {
+	c.conn.Connect()
+	for {
+		st := c.conn.GetState()
+		switch st {
+		case connectivity.Ready:
+			return nil
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return fmt.Errorf("connect to the daemon at %q: connection %s: %w", c.address, st, errdefs.ErrUnavailable)
+		}
+		if !c.conn.WaitForStateChange(ctx, st) {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("connect to the daemon at %q: it accepted the connection but did not answer in time (stopped or overloaded): %w", c.address, errdefs.ErrUnavailable)
+			}
+			return fmt.Errorf("connect to the daemon at %q: %w", c.address, ctx.Err())
+		}
+	}
 }
 
 // Close closes the connection.

@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -321,5 +322,71 @@ func TestNamespaceLabels(t *testing.T) {
 	}
 	if _, err := ns.Get(ctx, "nothing"); !errdefs.IsNotFound(err) {
 		t.Fatalf("Get of a missing namespace: %v", err)
+	}
+}
+
+// TestNewFailsFast guards the CLI against hanging on a daemon that is not
+// there (no socket, or a socket nobody listens on) or not answering (a
+// stopped process, whose socket the kernel still accepts on): New fails
+// within its connect timeout, as Unavailable, naming the socket.
+func TestNewFailsFast(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.sock")
+	silent := filepath.Join(dir, "silent.sock")
+	l, err := net.Listen("unix", silent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() { // accepts and says nothing, as a stopped daemon's kernel does
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	for _, c := range []struct {
+		address string
+		within  time.Duration
+	}{{missing, 100 * time.Millisecond}, {silent, 2 * time.Second}} {
+		start := time.Now()
+		cl, err := client.New(context.Background(), c.address, client.WithConnectTimeout(500*time.Millisecond))
+		took := time.Since(start)
+		if err == nil {
+			cl.Close()
+		}
+		if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), c.address) {
+			t.Errorf("New(%s): %v, want Unavailable naming the socket", c.address, err)
+		}
+		if took > c.within {
+			t.Errorf("New(%s) took %v, want under %v", c.address, took, c.within)
+		}
+	}
+}
+
+// TestCallToStoppedDaemonNamesIt guards against a bare transport error
+// ("error reading from server: EOF") when the daemon has gone: the error
+// says that the daemon at its socket stopped, and stays Unavailable. A
+// daemon that refuses a call as Unavailable is not reported as stopped.
+func TestCallToStoppedDaemonNamesIt(t *testing.T) {
+	d := servertest.Start(t, noMetrics)
+	ctx := namespaces.WithNamespace(context.Background(), "gone")
+	w, err := d.Client.ContentStore().Writer(ctx, content.WithRef("held"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Client.ContentStore().Writer(ctx, content.WithRef("held"))
+	if !errdefs.IsUnavailable(err) || strings.Contains(err.Error(), "stopped") {
+		t.Fatalf("second writer of a held ref: %v, want Unavailable from a running daemon", err)
+	}
+	w.Close()
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Client.Namespaces().List(ctx)
+	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "daemon at") || !strings.Contains(err.Error(), d.Config.GRPC.Address) || !strings.Contains(err.Error(), "stopped") {
+		t.Fatalf("call after the daemon stopped: %v, want Unavailable saying the daemon at its socket stopped", err)
 	}
 }

@@ -164,6 +164,9 @@ func (s *contentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 	if wo.Ref == "" {
 		return nil, fmt.Errorf("writer: ref must not be empty: %w", errdefs.ErrInvalidArgument)
 	}
+	if wo.Desc.Size < 0 {
+		return nil, fmt.Errorf("writer %q: expected size %d: must not be negative: %w", wo.Ref, wo.Desc.Size, errdefs.ErrInvalidArgument)
+	}
 	w := &writer{ref: wo.Ref, ctx: ctx, client: s.client, opening: &api.WriteContentRequest{
 		Action: api.WriteAction_STAT, Ref: wo.Ref, Total: wo.Desc.Size, Expected: string(wo.Desc.Digest),
 	}}

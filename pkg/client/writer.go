@@ -131,6 +131,9 @@ func (w *writer) Truncate(size int64) error {
 // Commit asks the daemon to verify and commit the ingest, then waits for
 // the stream to end. Cancelling ctx cancels the stream.
 func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.Opt) error {
+	if size < 0 {
+		return fmt.Errorf("commit %q: size %d: must not be negative: %w", w.ref, size, errdefs.ErrInvalidArgument)
+	}
 	stop := context.AfterFunc(ctx, w.cancel)
 	defer stop()
 	var info content.Info

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -20,37 +21,84 @@ import (
 )
 
 // Config is the daemon's configuration: one TOML file. Defaults live in
-// DefaultConfig; `cri-runtime config default` prints them with the comments
-// below.
+// DefaultConfig.
+//
+// The doc comment of each field (its first paragraph) is the one source of
+// its documentation: it gives the meaning, the unit and the default, and
+// `cri-runtime config default` prints it above the key, with Go names
+// written as TOML keys. After changing one, run `go generate ./pkg/server`;
+// a test fails while configdoc_gen.go is out of date.
+//
+//go:generate go run ./internal/configdoc/configdocgen
 type Config struct {
-	Root        string        `toml:"root" comment:"root is the directory of persistent data: content, snapshots and the metadata database.\nAbsolute path; default \"/var/lib/cri-runtime\". Created 0700."`
-	State       string        `toml:"state" comment:"state is the directory of runtime state that does not survive a reboot (sockets).\nAbsolute path; default \"/run/cri-runtime\". Created 0700."`
-	Snapshotter string        `toml:"snapshotter" comment:"snapshotter is the default snapshotter, which images are unpacked into: \"overlayfs\" or \"native\".\nWhen overlayfs is not supported by the filesystem under root, native is used instead. Default \"overlayfs\"."`
-	GRPC        GRPCConfig    `toml:"grpc" comment:"The management gRPC API, used by the cri-runtime CLI."`
-	Metrics     MetricsConfig `toml:"metrics" comment:"Prometheus metrics."`
-	Log         LogConfig     `toml:"log" comment:"Logging (klog)."`
-	GC          gc.Policy     `toml:"gc" comment:"When the garbage collector runs."`
-	// Image is owned by pkg/image/service; its fields carry their own
-	// comments. Its Snapshotter is no key: New sets it to the resolved
-	// top-level snapshotter.
-	Image imageservice.Config `toml:"image" comment:"Pulling and unpacking images (into the top-level snapshotter)."`
+	// Root is the directory of persistent data: content, snapshots and the
+	// metadata database. Absolute path; default "/var/lib/cri-runtime".
+	// Created 0700, else tightened to 0700; one owned by another user is
+	// refused. The daemon holds an exclusive lock on Root/lock.
+	Root string `toml:"root"`
+
+	// State is the directory of runtime state that does not survive a
+	// reboot (sockets). Absolute path; default "/run/cri-runtime". Created,
+	// checked and locked as Root is.
+	State string `toml:"state"`
+
+	// Snapshotter is the default snapshotter, which images are unpacked
+	// into: "overlayfs" or "native". When overlayfs is not supported by the
+	// filesystem under Root, native is used instead. Default "overlayfs".
+	Snapshotter string `toml:"snapshotter"`
+
+	// GRPC is the management gRPC API, used by the cri-runtime CLI.
+	GRPC GRPCConfig `toml:"grpc"`
+
+	// Metrics is the HTTP endpoint of Prometheus metrics and of the health
+	// check.
+	Metrics MetricsConfig `toml:"metrics"`
+
+	// Log is logging (klog, to stderr).
+	Log LogConfig `toml:"log"`
+
+	// GC decides when the garbage collector runs.
+	GC gc.Policy `toml:"gc"`
+
+	// Image is pulling and unpacking images (into the top-level
+	// snapshotter).
+	//
+	// It is owned by pkg/image/service. Its Snapshotter is no key: New
+	// sets it to the resolved top-level snapshotter.
+	Image imageservice.Config `toml:"image"`
 }
 
 // GRPCConfig configures the management gRPC listener.
 type GRPCConfig struct {
-	Address         string      `toml:"address" comment:"address is the unix socket of the management API, created 0600 in a 0700 directory.\nAbsolute path; default \"/run/cri-runtime/cri-runtime-mgmt.sock\"."`
-	ShutdownTimeout gc.Duration `toml:"shutdown_timeout" comment:"shutdown_timeout is how long a stop waits for calls in progress before cutting them.\nDuration string such as \"10s\", > 0; default \"10s\"."`
+	// Address is the unix socket of the management API, created 0600 in a
+	// 0700 directory. Absolute path of at most 107 bytes (the limit of a
+	// unix socket address); default "/run/cri-runtime/cri-runtime-mgmt.sock".
+	Address string `toml:"address"`
+
+	// ShutdownTimeout is how long a stop waits for the unary calls in
+	// progress before cutting them; streaming calls (ingests, reads, event
+	// subscriptions) are ended at once. Duration string such as "10s", > 0;
+	// default "10s".
+	ShutdownTimeout gc.Duration `toml:"shutdown_timeout"`
 }
 
-// MetricsConfig configures the /metrics HTTP endpoint.
+// MetricsConfig configures the HTTP endpoint of /metrics and /healthz.
 type MetricsConfig struct {
-	Address string `toml:"address" comment:"address is the TCP host:port serving /metrics; \"\" disables it. Default \"127.0.0.1:1338\"."`
+	// Address is the TCP host:port serving /metrics and /healthz; ""
+	// disables both. Default "127.0.0.1:1338".
+	Address string `toml:"address"`
 }
 
 // LogConfig configures logging.
 type LogConfig struct {
-	Verbosity int `toml:"verbosity" comment:"verbosity is the klog level: 2 logs lifecycle, 4 payloads. Integer >= 0; default 0."`
+	// Verbosity is the klog level: 2 logs lifecycle, 4 payloads. Integer
+	// >= 0; default 0.
+	Verbosity int `toml:"verbosity"`
 }
+
+// MaxSocketPath is the longest path a unix socket can be bound to: the
+// 108 bytes of sockaddr_un's sun_path, less its terminating NUL.
+const MaxSocketPath = 107
 
 // Defaults of the fields of Config.
 const (
@@ -60,16 +108,6 @@ const (
 	DefaultMetricsAddress = "127.0.0.1:1338"
 	DefaultSnapshotter    = "overlayfs"
 )
-
-// gcComments documents the keys of the [gc] section, which gc.Policy owns
-// (the text follows the field docs of gc.Policy).
-var gcComments = map[string]string{
-	"pause_threshold":    "pause_threshold is the largest fraction of wall time a collection may block writers.\nUnitless, in (0, 1]; default 0.02 (20 ms in every second).",
-	"deletion_threshold": "deletion_threshold is the number of deleting transactions that schedules a collection.\nCount, >= 0; default 0 (any deletion schedules one).",
-	"mutation_threshold": "mutation_threshold is the number of transactions of any kind that schedules a collection.\nCount, >= 0; 0 disables this trigger; default 100.",
-	"schedule_delay":     "schedule_delay is how long a collection scheduled by a deletion waits, to batch bursts.\nDuration string, >= 0; default \"0s\".",
-	"startup_delay":      "startup_delay is how long after start the first collection runs.\nDuration string, >= 0; default \"100ms\".",
-}
 
 // DefaultConfig returns the configuration documented on each field.
 func DefaultConfig() Config {
@@ -110,6 +148,14 @@ func LoadConfig(path string) (Config, error) {
 
 // decodeConfig decodes data over cfg, rejecting unknown keys.
 func decodeConfig(data []byte, cfg *Config) error {
+	// A file that does not parse is reported by the decoder, with its
+	// position.
+	var tree map[string]any
+	if toml.Unmarshal(data, &tree) == nil {
+		if err := checkTextFields(tree, reflect.TypeOf(*cfg), ""); err != nil {
+			return err
+		}
+	}
 	err := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(cfg)
 	var strict *toml.StrictMissingError
 	if errors.As(err, &strict) {
@@ -135,6 +181,40 @@ func decodeConfig(data []byte, cfg *Config) error {
 	return nil
 }
 
+// checkTextFields refuses a key of tree that decodes into a field of t
+// written as text (a gc.Duration) but is not a string: the decoder takes a
+// bare integer for a count of nanoseconds, so that `shutdown_timeout = 10`
+// meant 10ns.
+func checkTextFields(tree map[string]any, t reflect.Type, prefix string) error {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		v, ok := tree[key]
+		if !ok || key == "" || key == "-" {
+			continue
+		}
+		_, isText := reflect.PointerTo(f.Type).MethodByName("UnmarshalText")
+		switch {
+		case isText:
+			if _, ok := v.(string); ok {
+				continue
+			}
+			if f.Type == reflect.TypeOf(gc.Duration(0)) {
+				return fmt.Errorf("key %q = %v: a duration is a string with a unit, such as \"10s\" or \"1m30s\": %w",
+					prefix+key, v, errdefs.ErrInvalidArgument)
+			}
+			return fmt.Errorf("key %q = %v: must be a string: %w", prefix+key, v, errdefs.ErrInvalidArgument)
+		case f.Type.Kind() == reflect.Struct:
+			if sub, ok := v.(map[string]any); ok {
+				if err := checkTextFields(sub, f.Type, prefix+key+"."); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // Validate checks every field and returns an InvalidArgument error naming
 // the first bad one by its TOML key.
 func (c Config) Validate() error {
@@ -142,6 +222,9 @@ func (c Config) Validate() error {
 		if d.path == "" || !filepath.IsAbs(d.path) {
 			return fmt.Errorf("%s %q: must be an absolute path: %w", d.key, d.path, errdefs.ErrInvalidArgument)
 		}
+	}
+	if n := len(c.GRPC.Address); n > MaxSocketPath {
+		return fmt.Errorf("grpc.address %q: %d bytes, over the %d of a unix socket address: %w", c.GRPC.Address, n, MaxSocketPath, errdefs.ErrInvalidArgument)
 	}
 	switch c.Snapshotter {
 	case "overlayfs", "native":
@@ -167,7 +250,7 @@ func (c Config) Validate() error {
 }
 
 // WriteDefault writes DefaultConfig as a TOML file in which every key is
-// preceded by a comment giving its meaning, unit and default.
+// preceded by its documentation (configDocs): meaning, unit and default.
 func WriteDefault(w io.Writer) error {
 	var buf bytes.Buffer
 	enc := toml.NewEncoder(&buf).SetIndentTables(false)
@@ -176,18 +259,22 @@ func WriteDefault(w io.Writer) error {
 	}
 	out := bufio.NewWriter(w)
 	fmt.Fprintln(out, "# cri-runtime configuration. Every key is optional; shown are the defaults.")
+	fmt.Fprintln(out, "# Durations are strings with a unit (\"10s\", \"1m30s\"); a bare number is refused.")
 	fmt.Fprintln(out)
 	sc := bufio.NewScanner(&buf)
 	section := ""
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, "[") {
+		switch key, _, isKey := strings.Cut(line, " = "); {
+		case strings.HasPrefix(line, "#"):
+			continue // a struct tag's comment: the docs are configDocs
+		case strings.HasPrefix(line, "["):
 			section = strings.Trim(line, "[] ")
-		}
-		if key, _, ok := strings.Cut(line, " = "); ok && section == "gc" {
-			if c, ok := gcComments[key]; ok {
-				fmt.Fprintln(out, "# "+strings.ReplaceAll(c, "\n", "\n# "))
-			}
+			writeComment(out, configDocs[section])
+		case isKey && section != "":
+			writeComment(out, configDocs[section+"."+key])
+		case isKey:
+			writeComment(out, configDocs[key])
 		}
 		fmt.Fprintln(out, line)
 	}
@@ -195,4 +282,10 @@ func WriteDefault(w io.Writer) error {
 		return err
 	}
 	return out.Flush()
+}
+
+func writeComment(w io.Writer, doc string) {
+	if doc != "" {
+		fmt.Fprintln(w, "# "+strings.ReplaceAll(doc, "\n", "\n# "))
+	}
 }

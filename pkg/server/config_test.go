@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,7 +11,9 @@ import (
 	"testing"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/meta/gc"
 	"github.com/cri-runtime/cri-runtime/pkg/server"
+	"github.com/cri-runtime/cri-runtime/pkg/server/internal/configdoc"
 )
 
 func writeFile(t *testing.T, data string) string {
@@ -47,16 +50,20 @@ func TestConfigDefaultDocumentsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(&buf)
-	prev, keys := "", 0
+	comment, keys := "", 0
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.Contains(line, " = ") && !strings.HasPrefix(line, "#") {
+		if strings.HasPrefix(line, "#") {
+			comment += line + "\n"
+			continue
+		}
+		if strings.Contains(line, " = ") {
 			keys++
-			if !strings.HasPrefix(prev, "#") || !strings.Contains(strings.ToLower(prev), "default") {
-				t.Errorf("key %q is not preceded by a comment giving its default (got %q)", line, prev)
+			if !strings.Contains(strings.ToLower(comment), "default") {
+				t.Errorf("key %q is not preceded by a comment giving its default (got %q)", line, comment)
 			}
 		}
-		prev = line
+		comment = ""
 	}
 	if keys < 10 {
 		t.Fatalf("only %d keys in the default file:\n%s", keys, buf.String())
@@ -119,5 +126,74 @@ func TestConfigMissingFileIsNotFound(t *testing.T) {
 	_, err := server.LoadConfig(filepath.Join(t.TempDir(), "nope.toml"))
 	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "nope.toml") {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// durationKeys returns the dotted key of every gc.Duration field of t.
+func durationKeys(t reflect.Type, prefix string) []string {
+	var keys []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		switch {
+		case key == "" || key == "-":
+		case f.Type == reflect.TypeOf(gc.Duration(0)):
+			keys = append(keys, prefix+key)
+		case f.Type.Kind() == reflect.Struct:
+			keys = append(keys, durationKeys(f.Type, prefix+key+".")...)
+		}
+	}
+	return keys
+}
+
+// TestConfigBareNumberDurationIsRefused guards every duration key against
+// a bare number, which the decoder took for nanoseconds:
+// `shutdown_timeout = 10` cut every call 10ns into a stop.
+func TestConfigBareNumberDurationIsRefused(t *testing.T) {
+	keys := durationKeys(reflect.TypeOf(server.Config{}), "")
+	if len(keys) < 4 {
+		t.Fatalf("duration keys found: %v", keys)
+	}
+	for _, key := range keys {
+		section, name, _ := strings.Cut(key, ".")
+		for _, v := range []string{"10", "1.5", "-3"} {
+			file := fmt.Sprintf("[%s]\n%s = %s\n", section, name, v)
+			_, err := server.LoadConfig(writeFile(t, file))
+			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), `"`+key+`"`) || !strings.Contains(err.Error(), `"10s"`) {
+				t.Errorf("%q: error %v, want InvalidArgument naming %q and showing \"10s\"", file, err, key)
+			}
+		}
+		// The string form is accepted.
+		if _, err := server.LoadConfig(writeFile(t, fmt.Sprintf("[%s]\n%s = \"10s\"\n", section, name))); err != nil {
+			t.Errorf("%s = \"10s\": %v", key, err)
+		}
+	}
+}
+
+func TestConfigSocketPathTooLong(t *testing.T) {
+	long := "/run/" + strings.Repeat("s", server.MaxSocketPath-len("/run/")+1)
+	_, err := server.LoadConfig(writeFile(t, fmt.Sprintf("[grpc]\naddress = %q\n", long)))
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "grpc.address") || !strings.Contains(err.Error(), "108 bytes") {
+		t.Fatalf("a %d-byte socket path: %v, want InvalidArgument naming grpc.address and its length", len(long), err)
+	}
+	ok := long[:server.MaxSocketPath]
+	if _, err := server.LoadConfig(writeFile(t, fmt.Sprintf("[grpc]\naddress = %q\n", ok))); err != nil {
+		t.Fatalf("a %d-byte socket path: %v", len(ok), err)
+	}
+}
+
+// TestConfigDocsAreGenerated guards the one source of the config docs:
+// the table `config default` prints is the doc comments of the fields.
+func TestConfigDocsAreGenerated(t *testing.T) {
+	want, err := configdoc.Generate(filepath.Join("..", ".."), reflect.TypeOf(server.Config{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(configdoc.GeneratedFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s is out of date with the doc comments of Config's fields: run go generate ./pkg/server", configdoc.GeneratedFile)
 	}
 }

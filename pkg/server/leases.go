@@ -2,11 +2,13 @@ package server
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	api "github.com/cri-runtime/cri-runtime/api/services/leases/v1"
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
 	"github.com/cri-runtime/cri-runtime/pkg/server/convert"
 )
@@ -27,8 +29,14 @@ func (s *leasesService) Create(ctx context.Context, req *api.CreateRequest) (*ap
 	if len(req.GetLabels()) > 0 {
 		opts = append(opts, meta.WithLeaseLabels(req.GetLabels()))
 	}
-	if d := req.GetExpire().AsDuration(); d != 0 {
-		opts = append(opts, meta.WithExpiration(d))
+	if exp := req.GetExpire(); exp != nil {
+		d := exp.AsDuration()
+		if err := exp.CheckValid(); err != nil || d < 0 {
+			return nil, fmt.Errorf("lease %q: expiry %v: must be a positive duration: %w", id, d, errdefs.ErrInvalidArgument)
+		}
+		if d != 0 {
+			opts = append(opts, meta.WithExpiration(d))
+		}
 	}
 	l, err := s.leases.Create(ctx, opts...)
 	if err != nil {

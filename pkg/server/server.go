@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,8 @@ type Server struct {
 	grpcL       net.Listener
 	metricsHTTP *http.Server
 	metricsL    net.Listener // nil when metrics are disabled
+	locks       []*dirLock   // of root and state, held until close
+	serving     atomic.Bool  // from Serve until Stop, for /healthz
 
 	// stopping is cancelled first thing in Stop, for the long-lived
 	// streams (event subscriptions) to end.
@@ -76,8 +79,13 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 	}()
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Directories: private to the daemon.
-	for _, dir := range []string{cfg.Root, cfg.State, filepath.Join(cfg.Root, "content"), filepath.Join(cfg.Root, "snapshots")} {
+	// Root and state first: owned by the daemon's user, 0700 and locked
+	// before anything in them is opened or swept, so that a second daemon
+	// on them is refused before it can damage the first.
+	if err := s.claimDirs(logger); err != nil {
+		return nil, err
+	}
+	for _, dir := range []string{filepath.Join(cfg.Root, "content"), filepath.Join(cfg.Root, "snapshots")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create directory %q: %w", dir, err)
 		}
@@ -111,7 +119,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	s.grpc = grpc.NewServer(serverOptions(gm)...)
+	s.grpc = grpc.NewServer(append(serverOptions(gm), grpc.ChainStreamInterceptor(streamStopper(s.stopping)))...)
 	contentSvc, err := newContentService(s.db.ContentStore(), s.registry)
 	if err != nil {
 		return nil, err
@@ -128,16 +136,44 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 	if s.grpcL, err = listenUnix(cfg.GRPC.Address); err != nil {
 		return nil, err
 	}
-	if cfg.Metrics.Address != "" {
-		if s.metricsL, err = net.Listen("tcp", cfg.Metrics.Address); err != nil {
-			return nil, fmt.Errorf("metrics address %q: %w", cfg.Metrics.Address, err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
-		s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := s.listenMetrics(); err != nil {
+		return nil, err
 	}
 	logger.V(2).Info("daemon built", "root", cfg.Root, "address", cfg.GRPC.Address, "snapshotter", s.snapshotter, "metrics", s.MetricsAddress())
 	return s, nil
+}
+
+// listenMetrics listens for /metrics and /healthz, unless disabled.
+func (s *Server) listenMetrics() error {
+	if s.cfg.Metrics.Address == "" {
+		return nil
+	}
+	var err error
+	if s.metricsL, err = net.Listen("tcp", s.cfg.Metrics.Address); err != nil {
+		return fmt.Errorf("metrics address %q: %w", s.cfg.Metrics.Address, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", s.healthz)
+	s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return nil
+}
+
+// claimDirs claims the root and the state directory (see claimDir), once
+// when they are the same.
+func (s *Server) claimDirs(logger klog.Logger) error {
+	dirs := []struct{ key, dir string }{{"root", s.cfg.Root}, {"state", s.cfg.State}}
+	if filepath.Clean(s.cfg.State) == filepath.Clean(s.cfg.Root) {
+		dirs = dirs[:1]
+	}
+	for _, d := range dirs {
+		l, err := claimDir(logger, d.key, d.dir)
+		if err != nil {
+			return err
+		}
+		s.locks = append(s.locks, l)
+	}
+	return nil
 }
 
 // openSnapshotters opens native and, when the filesystem supports it,
@@ -253,7 +289,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			errc <- err
 		}()
 	}
-	klog.FromContext(ctx).Info("serving", "address", s.cfg.GRPC.Address, "metrics", s.MetricsAddress())
+	s.serving.Store(true)
+	klog.FromContext(ctx).Info("serving", "root", s.cfg.Root, "state", s.cfg.State, "snapshotter", s.snapshotter,
+		"address", s.cfg.GRPC.Address, "metrics", s.MetricsAddress())
 	var err error
 	select {
 	case <-ctx.Done():
@@ -265,7 +303,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
-// Stop stops the daemon: calls in progress get the configured shutdown
+// Stop stops the daemon: streaming calls are ended at once (see
+// streamStopper), unary calls in progress get the configured shutdown
 // timeout to finish and are cut after it; then the pulls still running
 // are cancelled and waited for (again at most the shutdown timeout; past
 // it Stop reports them), and the garbage collector, the database and the
@@ -274,6 +313,7 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
 		ctx := context.Background()
+		s.serving.Store(false)
 		s.cancelStopping()
 		timeout := time.Duration(s.cfg.GRPC.ShutdownTimeout)
 		done := make(chan struct{})
@@ -325,6 +365,12 @@ func (s *Server) close(ctx context.Context) error {
 	for name, sn := range s.snapshotters {
 		if err := sn.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close snapshotter %s: %w", name, err))
+		}
+	}
+	// Last: the next daemon may open the directories once this lock goes.
+	for _, l := range s.locks {
+		if err := l.release(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

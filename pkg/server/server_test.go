@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/cri-runtime/cri-runtime/pkg/client"
 	"github.com/cri-runtime/cri-runtime/pkg/content"
 	"github.com/cri-runtime/cri-runtime/pkg/content/local"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
@@ -212,5 +214,176 @@ func TestStopEndsSubscriptions(t *testing.T) {
 	}
 	if err := <-errs; !errdefs.IsUnavailable(err) {
 		t.Fatalf("subscription ended with %v, want Unavailable", err)
+	}
+}
+
+// TestSecondDaemonOnRootIsRefusedUntouched guards the first daemon's
+// directories against a second one started on them: it is refused at
+// once, naming the pid that holds them, before it sweeps anything (here,
+// the temporaries of an ingest and of a snapshot being created).
+func TestSecondDaemonOnRootIsRefusedUntouched(t *testing.T) {
+	d := servertest.Start(t)
+	canaries := []string{
+		filepath.Join(d.Config.Root, "content", "ingest", ".tmp-live"),
+		filepath.Join(d.Config.Root, "snapshots", "native", "snapshots", "new-live"),
+	}
+	for _, c := range canaries {
+		if err := os.MkdirAll(c, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pid := fmt.Sprintf("pid %d", os.Getpid())
+	for _, c := range []struct {
+		key    string
+		mutate func(*server.Config)
+	}{
+		{"root", func(c *server.Config) { c.State = t.TempDir() }},
+		{"state", func(c *server.Config) { c.Root = t.TempDir() }},
+	} {
+		cfg := servertest.Config(t)
+		cfg.Root, cfg.State, cfg.Metrics.Address = d.Config.Root, d.Config.State, ""
+		c.mutate(&cfg)
+		start := time.Now()
+		_, err := server.New(context.Background(), cfg)
+		took := time.Since(start)
+		if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "in use by "+pid) || !strings.HasPrefix(err.Error(), c.key+" ") {
+			t.Fatalf("second daemon on the same %s: %v, want FailedPrecondition saying it is in use by %s", c.key, err, pid)
+		}
+		if took > time.Second {
+			t.Errorf("second daemon on the same %s refused after %v, want at once", c.key, took)
+		}
+	}
+	for _, c := range canaries {
+		if _, err := os.Stat(c); err != nil {
+			t.Errorf("the second daemon touched the first one's %s: %v", c, err)
+		}
+		os.Remove(c)
+	}
+	if _, err := d.Client.Namespaces().List(context.Background()); err != nil {
+		t.Fatalf("first daemon after the refused second: %v", err)
+	}
+	// Once the first has stopped, the directories are free again.
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	servertest.StartWith(t, d.Config)
+}
+
+// TestLooseDirectoriesAreTightened guards against a root or state directory
+// that others could write into: existing ones are made 0700 at start, and
+// one owned by another user is refused.
+func TestLooseDirectoriesAreTightened(t *testing.T) {
+	cfg := servertest.Config(t)
+	for _, dir := range []string{cfg.Root, cfg.State} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := servertest.StartWith(t, cfg)
+	for _, dir := range []string{cfg.Root, cfg.State} {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s has mode %v after start, want 0700", dir, fi.Mode().Perm())
+		}
+	}
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	if os.Geteuid() != 0 {
+		t.Skip("giving a directory to another user needs root")
+	}
+	for _, key := range []string{"root", "state"} {
+		cfg := servertest.Config(t)
+		dir := map[string]string{"root": cfg.Root, "state": cfg.State}[key]
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(dir, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		_, err := server.New(context.Background(), cfg)
+		if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "owned by uid 65534") || !strings.HasPrefix(err.Error(), key+" ") {
+			t.Fatalf("%s owned by another user: %v, want FailedPrecondition naming its owner", key, err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Errorf("the refused daemon wrote into the %s: %v", key, entries)
+		}
+	}
+}
+
+// TestStopEndsIngests guards against an ingest holding a graceful stop for
+// its whole timeout and then being cut with a bare transport error: the
+// stream ends at once with Unavailable, whether the client is sending or
+// idle, and the ingest is kept for a resume.
+func TestStopEndsIngests(t *testing.T) {
+	d := servertest.Start(t, func(c *server.Config) { c.GRPC.ShutdownTimeout = gc.Duration(time.Minute) })
+	ctx := namespaces.WithNamespace(context.Background(), "stop")
+	cs := d.Client.ContentStore()
+	idle, err := cs.Writer(ctx, content.WithRef("idle"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idle.Write([]byte("idle data")); err != nil {
+		t.Fatal(err)
+	}
+	busy, err := cs.Writer(ctx, content.WithRef("busy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	busyErr := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := busy.Write(chunk); err != nil {
+				busyErr <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Stop took %v with ingests open", took)
+	}
+	if err := <-busyErr; !errdefs.IsUnavailable(err) {
+		t.Errorf("busy ingest ended with %v, want Unavailable", err)
+	}
+	if _, err := idle.Write([]byte("more")); !errdefs.IsUnavailable(err) {
+		t.Errorf("idle ingest after the stop: %v, want Unavailable", err)
+	}
+	// Both ingests are kept for a resume.
+	d2 := servertest.StartWith(t, d.Config)
+	for _, ref := range []string{"idle", "busy"} {
+		st, err := d2.Client.ContentStore().Status(ctx, ref)
+		if err != nil || st.Offset == 0 {
+			t.Errorf("ingest %s after the restart: %+v %v", ref, st, err)
+		}
+	}
+}
+
+// TestNegativeLeaseExpiryIsRefused guards against a lease created with a
+// negative expiry, which was accepted and expired at once.
+func TestNegativeLeaseExpiryIsRefused(t *testing.T) {
+	d := servertest.Start(t, func(c *server.Config) { c.Metrics.Address = "" })
+	ctx := namespaces.WithNamespace(context.Background(), "neg")
+	_, err := d.Client.Leases().Create(ctx, client.WithLeaseID("neg"), client.WithExpiration(-5*time.Second))
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), `"neg"`) {
+		t.Fatalf("lease with expiry -5s: %v, want InvalidArgument naming it", err)
+	}
+	if l, err := d.Client.Leases().List(ctx); err != nil || len(l) != 0 {
+		t.Fatalf("leases after the refusal: %v %v", l, err)
+	}
+	if _, err := d.Client.Leases().Create(ctx, client.WithExpiration(time.Hour)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -78,6 +79,11 @@ func TestCLIBadInput(t *testing.T) {
 	d.fails(nil, "default", []string{"leases", "create", "--id=-lease"}, `"-lease"`, "invalid argument")
 	d.fails(nil, "default", []string{"content", "get", "sha256:xyz"}, `"sha256:xyz"`, "invalid argument")
 	d.fails(nil, "default", []string{"namespaces", "create", "ok", "nolabel"}, `"nolabel"`, "invalid argument")
+	d.fails(nil, "default", []string{"leases", "create", "--expires", "-5s"}, "-5s", "invalid argument")
+	d.fails(strings.NewReader("x"), "default", []string{"content", "ingest", "--ref", "neg", "--expected-size", "-5"}, "-5", "invalid argument")
+	if out := d.ok(nil, "default", "leases", "ls", "-q"); out != "" {
+		t.Fatalf("leases after a refused create: %q", out)
+	}
 
 	// Data that does not match its expected digest is refused and dropped.
 	wrong := digest.FromString("something else")
@@ -161,4 +167,88 @@ func TestCLIEvents(t *testing.T) {
 			t.Fatalf("no event line; stderr: %s", stderr.String())
 		}
 	}
+}
+
+// TestCLIIngestAndGC guards against content ingested as the README says
+// vanishing at the next garbage collection without a word: --lease keeps
+// it, a gc.root label keeps it, and without either the CLI warns.
+func TestCLIIngestAndGC(t *testing.T) {
+	d := newDaemon(t)
+	d.start()
+	defer d.stop()
+	d.ok(nil, "default", "leases", "create", "--id", "keep")
+	ingest := func(data string, args ...string) (digest.Digest, string) {
+		t.Helper()
+		cmd := exec.Command(criRuntime, append([]string{"--address", d.address}, args...)...)
+		cmd.Stdin = strings.NewReader(data)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, stderr.String())
+		}
+		return digest.Digest(strings.TrimSpace(stdout.String())), stderr.String()
+	}
+	leased, warn := ingest("kept by a lease", "--lease", "keep", "content", "ingest", "--ref", "a")
+	if warn != "" {
+		t.Errorf("ingest under a lease warned: %q", warn)
+	}
+	rooted, warn := ingest("kept by a label", "content", "ingest", "--ref", "b", "--label", "cri-runtime.io/gc.root=test")
+	if warn != "" {
+		t.Errorf("ingest with a gc.root label warned: %q", warn)
+	}
+	loose, warn := ingest("kept by nothing", "content", "ingest", "--ref", "c")
+	if !strings.Contains(warn, "warning") || !strings.Contains(warn, "garbage collection") || !strings.Contains(warn, string(loose)) || !strings.Contains(warn, "--lease") {
+		t.Errorf("ingest of an unreferenced blob: stderr %q, want a warning that GC removes it", warn)
+	}
+	// A synchronous collection, as an unrelated deletion triggers one.
+	d.ok(nil, "default", "leases", "create", "--id", "other")
+	d.ok(nil, "default", "leases", "rm", "--sync", "other")
+	ls := d.ok(nil, "default", "content", "ls", "-q")
+	for _, kept := range []digest.Digest{leased, rooted} {
+		if !strings.Contains(ls, kept.String()) {
+			t.Errorf("blob %s collected although held:\n%s", kept, ls)
+		}
+	}
+	if strings.Contains(ls, loose.String()) {
+		t.Errorf("unreferenced blob %s not collected:\n%s", loose, ls)
+	}
+}
+
+// TestCLITablesAreNarrow guards the tables against full digests, media
+// types and GC labels (they ran to ~250 columns); -o json has it all.
+func TestCLITablesAreNarrow(t *testing.T) {
+	d := newDaemon(t)
+	d.start()
+	defer d.stop()
+	args := []string{"content", "ingest", "--ref", "wide", "--label", "cri-runtime.io/gc.root=test", "--label", "team=storage"}
+	for i := range 8 {
+		args = append(args, "--label", fmt.Sprintf("cri-runtime.io/gc.ref.content.l.%d=%s", i, digest.FromString(fmt.Sprint(i))))
+	}
+	dgst := strings.TrimSpace(d.ok(strings.NewReader(strings.Repeat("wide", 5000)), "default", args...))
+	d.ok(nil, "default", "leases", "create", "--id", "a-lease", "purpose=test")
+	d.ok(nil, "default", "namespaces", "label", "default", "tier=gold")
+	for _, cmd := range [][]string{{"content", "ls"}, {"content", "active"}, {"leases", "ls"}, {"namespaces", "ls"}, {"snapshots", "ls"}, {"snapshots", "usage"}} {
+		out := d.ok(nil, "default", cmd...)
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if len(line) > 120 {
+				t.Errorf("%v: a line of %d columns:\n%s", cmd, len(line), out)
+			}
+		}
+	}
+	out := d.ok(nil, "default", "content", "ls")
+	if !strings.Contains(out, "19.5 KiB") || !strings.Contains(out, "8 gc refs") || !strings.Contains(out, dgst[:len("sha256:")+12]) {
+		t.Errorf("content ls: want the size in KiB, the GC references counted and the digest cut:\n%s", out)
+	}
+	var infos []struct {
+		Digest string
+		Size   int64
+		Labels map[string]string
+	}
+	if err := json.Unmarshal([]byte(d.ok(nil, "default", "-o", "json", "content", "ls")), &infos); err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 1 || infos[0].Digest != dgst || infos[0].Size != 20000 || len(infos[0].Labels) != 10 {
+		t.Errorf("content ls -o json: %+v", infos)
+	}
+	d.fails(nil, "default", []string{"-o", "yaml", "leases", "ls"}, `"yaml"`, "invalid argument")
 }

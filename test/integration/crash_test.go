@@ -1,10 +1,10 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"io"
 	"math/rand/v2"
 	"os/exec"
@@ -32,18 +32,20 @@ func payload() io.Reader {
 	return io.LimitReader(rand.NewChaCha8(key), crashSize)
 }
 
-// activeOffset returns the SIZE column of ref in `content active`, -1 if
-// ref is not listed.
+// activeOffset returns the offset and total of ref in `content active`,
+// -1 if ref is not listed.
 func activeOffset(t *testing.T, d *daemon, ref string) (offset, total int64) {
 	t.Helper()
-	out := d.ok(nil, "default", "content", "active")
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) >= 3 && f[0] == ref {
-			offset, _ = strconv.ParseInt(f[1], 10, 64)
-			total, _ = strconv.ParseInt(f[2], 10, 64)
-			return offset, total
+	var list []struct {
+		Ref           string
+		Offset, Total int64
+	}
+	if err := json.Unmarshal([]byte(d.ok(nil, "default", "-o", "json", "content", "active")), &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range list {
+		if st.Ref == ref {
+			return st.Offset, st.Total
 		}
 	}
 	return -1, 0
@@ -153,4 +155,98 @@ func exitStderr(err error) string {
 		return string(ee.Stderr)
 	}
 	return ""
+}
+
+// TestSIGTERMDuringIngest guards a graceful stop against an ingest in
+// progress: the daemon stops at once rather than after its 10 s shutdown
+// timeout, the CLI says the daemon is stopping, as Unavailable, rather
+// than print a bare transport error, and the ingest is kept for a resume.
+func TestSIGTERMDuringIngest(t *testing.T) {
+	d := newDaemon(t)
+	d.start()
+	d.ok(nil, "default", "leases", "create", "--id", "ingest")
+	cli := exec.Command(criRuntime, "--address", d.address, "--lease", "ingest", "content", "ingest", "--ref", "stopped")
+	stdin, err := cli.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cliErr syncBuffer
+	cli.Stderr = &cliErr
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { // a slow producer, as a download piped into the CLI
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := stdin.Write(chunk); err != nil {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	defer stdin.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if off, _ := activeOffset(t, d, "stopped"); off >= 1<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ingest never showed progress; cli: %s", cliErr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	if code := d.signal(syscall.SIGTERM); code != 0 {
+		t.Fatalf("daemon exit code %d after SIGTERM", code)
+	}
+	stopped := time.Since(start)
+	cliDone := make(chan error, 1)
+	go func() { cliDone <- cli.Wait() }()
+	select {
+	case err = <-cliDone:
+	case <-time.After(10 * time.Second):
+		cli.Process.Kill()
+		t.Fatalf("the CLI still runs 10 s after the daemon stopped")
+	}
+	took := time.Since(start)
+	t.Logf("daemon stopped in %v, CLI ended in %v: %s", stopped, took, strings.TrimSpace(cliErr.String()))
+	if stopped > 3*time.Second {
+		t.Errorf("daemon took %v to stop with an ingest in progress, want at once", stopped)
+	}
+	msg := cliErr.String()
+	if err == nil || !strings.HasPrefix(msg, "cri-runtime: ") || !strings.Contains(msg, "daemon") || !strings.Contains(msg, "unavailable") ||
+		strings.Contains(msg, "rpc error") || strings.Contains(msg, "transport") {
+		t.Errorf("CLI: %v, stderr %q: want a failure saying the daemon stopped, as unavailable", err, msg)
+	}
+	d.start()
+	defer d.stop()
+	if off, _ := activeOffset(t, d, "stopped"); off < 1<<20 {
+		t.Errorf("ingest after the restart at %d, want it kept", off)
+	}
+}
+
+// TestCLIFailsFastWithoutDaemon guards the CLI against hanging when the
+// daemon is stopped (SIGSTOP: the kernel still accepts its connections) or
+// gone: it fails within its connect timeout, naming the socket.
+func TestCLIFailsFastWithoutDaemon(t *testing.T) {
+	d := newDaemon(t)
+	d.start()
+	if err := d.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := d.fails(nil, "default", []string{"namespaces", "ls"}, d.address, "did not answer", "unavailable")
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("against a stopped daemon the CLI took %v (%s)", took, r.stderr)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	d.ok(nil, "default", "namespaces", "ls")
+	d.stop()
+	start = time.Now()
+	d.fails(nil, "default", []string{"namespaces", "ls"}, d.address, "unavailable")
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("without a daemon the CLI took %v", took)
+	}
 }

@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cri-runtime/cri-runtime/pkg/content"
@@ -252,9 +255,13 @@ func TestLeftoversAreNotContent(t *testing.T) {
 
 // TestResumeReadOnlyData guards a crash between Commit's chmod and its
 // link: the data file is read-only, and the ingest must still resume.
+//
+// Root ignores file modes, and the tests run as root: as root, the test
+// runs itself again as nobody.
 func TestResumeReadOnlyData(t *testing.T) {
 	if os.Geteuid() == 0 {
-		t.Skip("root ignores file modes")
+		runAsNobody(t)
+		return
 	}
 	root := t.TempDir()
 	cs := newTestStore(t, root)
@@ -270,4 +277,40 @@ func TestResumeReadOnlyData(t *testing.T) {
 	if err := w.Commit(context.Background(), 6, digest.SHA256.FromString("abcdef")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// runAsNobody runs t's test alone in a copy of the test binary as the user
+// nobody (65534), and fails t if it does not pass there.
+func runAsNobody(t *testing.T) {
+	t.Helper()
+	const nobody = 65534
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The binary's own directory is private to root: a copy nobody can run.
+	dir, err := os.MkdirTemp("", "as-nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "test")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run", "^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("%s as nobody: %v\n%s", t.Name(), err, out)
+	}
+	t.Logf("ran as nobody:\n%s", out)
 }
