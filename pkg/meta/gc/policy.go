@@ -13,7 +13,7 @@ import (
 // from DefaultPolicy.
 type Policy struct {
 	// PauseThreshold is the largest fraction of wall time a collection may
-	// block writers. After a run that blocked writers for d (Stats.MetaD),
+	// block writers. After a run that blocked writers for d (the pause),
 	// the next run, of any kind, does not start before d/PauseThreshold
 	// has passed since that run ended. Unitless, in (0, 1]; default 0.02
 	// (20 ms in every second).
@@ -36,11 +36,11 @@ type Policy struct {
 	// as soon as the pause budget allows).
 	ScheduleDelay Duration `toml:"schedule_delay"`
 
-	// StartupDelay is how long after the Scheduler starts the first run
+	// StartupDelay is how long after the daemon starts the first run
 	// happens; that run collects what a previous life of the daemon left
-	// behind. Runs triggered by mutations before it wait for it;
-	// ScheduleAndWait and Trigger do not, and once any run has happened
-	// the delay is over. Duration string, >= 0; default "100ms".
+	// behind. Runs triggered by writes before it wait for it; synchronous
+	// deletes do not, and once any run has happened the delay is over.
+	// Duration string, >= 0; default "100ms".
 	StartupDelay Duration `toml:"startup_delay"`
 }
 
