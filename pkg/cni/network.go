@@ -88,7 +88,8 @@ func (n *Network) Networks(ctx context.Context) ([]string, error) {
 //
 // On error nothing stays attached: the networks already added are deleted
 // again under a fresh bounded context. Errors: InvalidArgument for bad
-// arguments; FailedPrecondition when the network is not ready (no or bad
+// arguments; AlreadyExists when the pod is attached already (libcni's
+// cache has it: Teardown first); FailedPrecondition when the network is not ready (no or bad
 // config, a plugin missing) or a plugin refuses its configuration;
 // Unavailable when a plugin fails or runs past plugin_timeout; the ctx's
 // error when ctx ends first (the plugin running then is killed); Internal
@@ -103,6 +104,12 @@ func (n *Network) Setup(ctx context.Context, podID, netnsPath string, opts PodOp
 	nets, err := n.networks(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("pod %s: %w", podID, err)
+	}
+	// A second ADD would fail on the existing eth0, and undoing it would
+	// tear down the first: refuse before touching anything.
+	if atts, _ := n.cni.GetCachedAttachments(podID); len(atts) > 0 {
+		return nil, fmt.Errorf("pod %s: already attached to network %q: tear it down first: %w",
+			podID, atts[0].Network, errdefs.ErrAlreadyExists)
 	}
 	if n.cfg.UseInternalLoopback {
 		if err := WithNetNS(netnsPath, loopbackUp); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cri-runtime/cri-runtime/pkg/cni"
 	"github.com/cri-runtime/cri-runtime/pkg/cni/cnitest"
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 )
 
 // pod is a pod's namespace and options, as the sandbox code will hold them.
@@ -160,6 +161,13 @@ func TestSetupConnectsPodsOverTheBridge(t *testing.T) {
 	}
 	if err := n.Check(context.Background(), a.id, a.ns); err != nil {
 		t.Fatalf("Check: %v", err)
+	}
+	// A second Setup of a pod is refused and leaves the first intact.
+	if _, err := n.Setup(context.Background(), a.id, a.ns, a.opts); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("second Setup = %v, want AlreadyExists", err)
+	}
+	if got, err := cnitest.Fetch(b.ns, ra.IPs[0].String()+":8080"); err != nil || got != "hello from a" {
+		t.Fatalf("pod a after a second Setup: %q, %v", got, err)
 	}
 	if ips := env.AllocatedIPs(t); len(ips) != 2 {
 		t.Fatalf("allocations %v, want 2", ips)

@@ -152,3 +152,16 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("no bin dirs: %v", err)
 	}
 }
+
+// BenchmarkStatus measures what the conf dir check costs every call: the
+// fingerprint of the conf dir and of the plugin binaries, no reload.
+func BenchmarkStatus(b *testing.B) {
+	env := cnitest.New(b)
+	n := newNetwork(b, env.Config())
+	ctx := context.Background()
+	for b.Loop() {
+		if err := n.Status(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
