@@ -89,13 +89,12 @@ func (n *Network) current(ctx context.Context) (*loaded, error) {
 		return cur, nil
 	}
 	l := n.load(confFP, files, readErr)
-	if prev := n.cur; prev == nil || fmt.Sprint(prev.err) != fmt.Sprint(l.err) {
-		log := klog.FromContext(ctx)
-		if l.err != nil {
-			log.Info("cni network not ready", "reason", l.err.Error())
-		} else {
-			log.Info("cni networks loaded", "networks", describe(l.networks))
-		}
+	log := klog.FromContext(ctx)
+	switch {
+	case l.err == nil:
+		log.Info("cni networks loaded", "networks", describe(l.networks))
+	case n.cur == nil || n.cur.err == nil || n.cur.err.Error() != l.err.Error():
+		log.Info("cni network not ready", "reason", l.err.Error())
 	}
 	n.cur = l
 	return l, nil

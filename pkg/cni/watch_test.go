@@ -1,11 +1,16 @@
 package cni_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pelletier/go-toml/v2"
 
 	"github.com/cri-runtime/cri-runtime/pkg/cni"
 	"github.com/cri-runtime/cri-runtime/pkg/cni/cnitest"
@@ -163,5 +168,66 @@ func BenchmarkStatus(b *testing.B) {
 		if err := n.Status(ctx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestConfigTOML: the [cni] section round-trips through the daemon's TOML
+// decoder, durations as strings, with a comment on every key.
+func TestConfigTOML(t *testing.T) {
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(cni.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	text := buf.String()
+	lines := strings.Split(text, "\n")
+	for _, key := range []string{"conf_dir", "bin_dirs", "netns_dir", "cache_dir", "max_conf_num", "plugin_timeout",
+		"use_internal_loopback", "ip_pref", "conf_template"} {
+		i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, key+" = ") })
+		if i < 1 || !strings.HasPrefix(lines[i-1], "# ") {
+			t.Errorf("key %s missing or without a comment in:\n%s", key, text)
+		}
+	}
+	if !strings.Contains(text, `plugin_timeout = '1m0s'`) && !strings.Contains(text, `plugin_timeout = "1m0s"`) {
+		t.Errorf("plugin_timeout not a duration string:\n%s", text)
+	}
+	var got cni.Config
+	if err := toml.NewDecoder(strings.NewReader(text)).DisallowUnknownFields().Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, cni.DefaultConfig()) {
+		t.Fatalf("round trip: %+v", got)
+	}
+	err := toml.NewDecoder(strings.NewReader(`plugin_timeout = "soon"`)).Decode(&got)
+	if err == nil {
+		t.Fatal("a bad duration decoded")
+	}
+}
+
+// TestStatusCommand: a network of CNI 1.1.0 is asked with STATUS, and a
+// plugin that answers "not available" makes the network not ready.
+func TestStatusCommand(t *testing.T) {
+	env := cnitest.New(t)
+	ctx := context.Background()
+	down := filepath.Join(t.TempDir(), "down")
+	script := `#!/bin/sh
+if [ "$CNI_COMMAND" = STATUS ] && [ -e ` + down + ` ]; then
+	echo '{"cniVersion":"1.1.0","code":50,"msg":"the overlay is down"}'; exit 1
+fi
+echo '{"cniVersion":"1.1.0"}'
+`
+	if err := os.WriteFile(filepath.Join(env.WrapDir, "cri-rt-status"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env.WriteFile(t, "05-status.conflist", []byte(`{"cniVersion":"1.1.0","name":"st","plugins":[{"type":"cri-rt-status"}]}`))
+	n := newNetwork(t, env.Config())
+	if err := n.Status(ctx); err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	if err := os.WriteFile(down, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := n.Status(ctx)
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "plugin cri-rt-status STATUS: the overlay is down") {
+		t.Fatalf("Status with the plugin down = %v", err)
 	}
 }
