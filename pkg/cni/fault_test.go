@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/internal/testenv"
 	"github.com/cri-runtime/cri-runtime/pkg/cni"
 	"github.com/cri-runtime/cri-runtime/pkg/cni/cnitest"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
@@ -223,7 +224,7 @@ func TestCheckSeesBrokenPod(t *testing.T) {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("nsenter", "--net="+p.ns, "ip", "link", "del", "eth0").CombinedOutput(); err != nil {
-		t.Skipf("nsenter: %v: %s", err, out)
+		testenv.Missing(t, "nsenter (util-linux) and ip (iproute2): %v: %s", err, out)
 	}
 	err := n.Check(ctx, p.id, p.ns)
 	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), p.id) || !strings.Contains(err.Error(), "plugin bridge CHECK: ") {
