@@ -10,6 +10,7 @@ import (
 	eventsv1 "github.com/cri-runtime/cri-runtime/api/events/v1"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/identifiers"
+	"github.com/cri-runtime/cri-runtime/pkg/labels"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -107,6 +108,38 @@ func (s *NamespaceStore) SetLabel(ctx context.Context, name, key, value string) 
 		t.publish(name, "/namespaces/update", &eventsv1.NamespaceUpdate{Name: name, Labels: maps.Clone(labels)})
 		return nil
 	})
+}
+
+// UpdateLabels changes the labels of namespace ns.Name named by
+// fieldpaths ("labels", "labels.<key>"; none means "labels"), in one
+// transaction. InvalidArgument for another path, NotFound if there is no
+// such namespace.
+func (s *NamespaceStore) UpdateLabels(ctx context.Context, ns Namespace, fieldpaths ...string) (Namespace, error) {
+	if len(fieldpaths) == 0 {
+		fieldpaths = []string{"labels"}
+	}
+	var updated Namespace
+	err := s.db.update(ctx, func(t *tx) error {
+		bkt := nsBucket(t.Tx, ns.Name)
+		if bkt == nil {
+			return fmt.Errorf("namespace %q: %w", ns.Name, errdefs.ErrNotFound)
+		}
+		updated = Namespace{Name: ns.Name, Labels: readLabels(bkt)}
+		for _, p := range fieldpaths {
+			if !labels.ApplyPath(&updated.Labels, ns.Labels, "labels", p) {
+				return fmt.Errorf("namespace %q: field path %q cannot be updated: %w", ns.Name, p, errdefs.ErrInvalidArgument)
+			}
+		}
+		if err := validateLabels(updated.Labels); err != nil {
+			return fmt.Errorf("namespace %q: %w", ns.Name, err)
+		}
+		if err := writeLabels(bkt, updated.Labels); err != nil {
+			return err
+		}
+		t.publish(ns.Name, "/namespaces/update", &eventsv1.NamespaceUpdate{Name: ns.Name, Labels: maps.Clone(updated.Labels)})
+		return nil
+	})
+	return updated, err
 }
 
 // Delete removes the namespace name: NotFound if it does not exist,

@@ -2,13 +2,10 @@ package server
 
 import (
 	"context"
-	"fmt"
-	"strings"
 
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	api "github.com/cri-runtime/cri-runtime/api/services/namespaces/v1"
-	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
 	"github.com/cri-runtime/cri-runtime/pkg/server/convert"
 )
@@ -56,37 +53,7 @@ func (s *namespacesService) Create(ctx context.Context, req *api.CreateNamespace
 // replaces them all: labels absent from the request are removed.
 func (s *namespacesService) Update(ctx context.Context, req *api.UpdateNamespaceRequest) (*api.UpdateNamespaceResponse, error) {
 	want := convert.NamespaceFromProto(req.GetNamespace())
-	set := map[string]string{} // key -> value, "" removes
-	paths := req.GetUpdateMask().GetPaths()
-	if len(paths) == 0 {
-		paths = []string{"labels"}
-	}
-	for _, p := range paths {
-		switch {
-		case p == "labels":
-			cur, err := s.store.Get(ctx, want.Name)
-			if err != nil {
-				return nil, err
-			}
-			for k := range cur.Labels {
-				set[k] = ""
-			}
-			for k, v := range want.Labels {
-				set[k] = v
-			}
-		case strings.HasPrefix(p, "labels."):
-			k := strings.TrimPrefix(p, "labels.")
-			set[k] = want.Labels[k]
-		default:
-			return nil, fmt.Errorf("namespace %q: field path %q cannot be updated: %w", want.Name, p, errdefs.ErrInvalidArgument)
-		}
-	}
-	for k, v := range set {
-		if err := s.store.SetLabel(ctx, want.Name, k, v); err != nil {
-			return nil, err
-		}
-	}
-	ns, err := s.store.Get(ctx, want.Name)
+	ns, err := s.store.UpdateLabels(ctx, want, req.GetUpdateMask().GetPaths()...)
 	if err != nil {
 		return nil, err
 	}
