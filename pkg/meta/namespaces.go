@@ -82,32 +82,15 @@ func (s *NamespaceStore) List(ctx context.Context) ([]Namespace, error) {
 // SetLabel sets the label key of namespace name to value; an empty value
 // removes it. NotFound if the namespace does not exist.
 func (s *NamespaceStore) SetLabel(ctx context.Context, name, key, value string) error {
-	if err := validateLabels(map[string]string{key: value}); err != nil {
-		return fmt.Errorf("namespace %q: %w", name, err)
+	if key == "" {
+		return fmt.Errorf("namespace %q: label key must not be empty: %w", name, errdefs.ErrInvalidArgument)
 	}
-	return s.db.update(ctx, func(t *tx) error {
-		bkt := nsBucket(t.Tx, name)
-		if bkt == nil {
-			return fmt.Errorf("namespace %q: %w", name, errdefs.ErrNotFound)
-		}
-		labels := readLabels(bkt)
-		if value == "" {
-			delete(labels, key)
-		} else {
-			if labels == nil {
-				labels = map[string]string{}
-			}
-			labels[key] = value
-		}
-		if err := validateLabels(labels); err != nil {
-			return fmt.Errorf("namespace %q: %w", name, err)
-		}
-		if err := writeLabels(bkt, labels); err != nil {
-			return err
-		}
-		t.publish(name, "/namespaces/update", &eventsv1.NamespaceUpdate{Name: name, Labels: maps.Clone(labels)})
-		return nil
-	})
+	var l map[string]string
+	if value != "" {
+		l = map[string]string{key: value}
+	}
+	_, err := s.UpdateLabels(ctx, Namespace{Name: name, Labels: l}, "labels."+key)
+	return err
 }
 
 // UpdateLabels changes the labels of namespace ns.Name named by
