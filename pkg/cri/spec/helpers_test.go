@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -109,4 +110,18 @@ func wantErr(t *testing.T, err error, class error) {
 	case class != nil && !errors.Is(err, class):
 		t.Fatalf("error %q is not %v", err, class)
 	}
+}
+
+func toJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func equalJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	return toJSON(t, a) == toJSON(t, b)
 }

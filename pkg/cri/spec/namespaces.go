@@ -36,7 +36,7 @@ func containerNamespaces(cfg *runtime.ContainerConfig, opts ContainerOptions, pr
 	if ns.GetNetwork() != runtime.NamespaceMode_NODE {
 		p := opts.NetNSPath
 		if p == "" {
-			p, needPause = procNS(opts.SandboxPID, "net"), true
+			p = procNS(opts.SandboxPID, "net")
 		}
 		out = append(out, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p},
 			specs.LinuxNamespace{Type: specs.UTSNamespace, Path: procNS(opts.SandboxPID, "uts")})
