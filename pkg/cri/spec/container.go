@@ -47,7 +47,7 @@ func Container(image *ocispec.ImageConfig, cfg *runtime.ContainerConfig, sandbox
 	}
 	linux.RootfsPropagation = propagation
 	return &specs.Spec{
-		Version: specs.Version,
+		Version: SpecVersion,
 		Root:    &specs.Root{Path: rootfsPath(opts.RootfsPath), Readonly: sc.GetReadonlyRootfs()},
 		Process: process,
 		Mounts:  mounts,
@@ -113,11 +113,11 @@ func containerProcess(image *ocispec.ImageConfig, cfg *runtime.ContainerConfig, 
 	}
 	p := &specs.Process{
 		Terminal: cfg.GetTty(), User: user, Args: args, Env: env, Cwd: cwd,
-		Capabilities: caps, Rlimits: rlimits(opts.Runtime),
+		Capabilities: caps, Rlimits: rlimits(opts.Runtime, opts.Host),
 		NoNewPrivileges: sc.GetNoNewPrivs(), ApparmorProfile: aa,
 	}
 	if r := cfg.GetLinux().GetResources(); r != nil {
-		if p.OOMScoreAdj, err = oomScoreAdj("linux.resources.oom_score_adj", r.GetOomScoreAdj()); err != nil {
+		if p.OOMScoreAdj, err = oomScoreAdj("linux.resources.oom_score_adj", r.GetOomScoreAdj(), opts.Host); err != nil {
 			return nil, err
 		}
 	}

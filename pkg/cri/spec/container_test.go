@@ -72,7 +72,7 @@ func TestContainerDefault(t *testing.T) {
 	if s.Annotations[AnnotationContainerType] != "container" || s.Annotations[AnnotationSandboxID] != "sid" || s.Annotations[AnnotationName] != "c1" {
 		t.Fatalf("annotations %v", s.Annotations)
 	}
-	if s.Version != specs.Version {
+	if s.Version != SpecVersion {
 		t.Fatalf("version %q", s.Version)
 	}
 }
@@ -200,6 +200,13 @@ func TestContainer(t *testing.T) {
 		}, check: func(t *testing.T, s *specs.Spec) {
 			if !slices.Contains(s.Process.Env, "HOSTNAME=node") {
 				t.Fatalf("env %q", s.Process.Env)
+			}
+		}},
+		{name: "open files within the host's limit", mod: func(_ *ocispec.ImageConfig, _ *runtime.ContainerConfig, _ *runtime.PodSandboxConfig, o *ContainerOptions) {
+			o.Host.NOFILEMax = 20000
+		}, check: func(t *testing.T, s *specs.Spec) {
+			if r := s.Process.Rlimits; len(r) != 1 || r[0].Hard != 20000 || r[0].Soft != 20000 {
+				t.Fatalf("rlimits %+v", r)
 			}
 		}},
 		{name: "runtime rlimits", mod: func(_ *ocispec.ImageConfig, _ *runtime.ContainerConfig, _ *runtime.PodSandboxConfig, o *ContainerOptions) {

@@ -32,10 +32,8 @@ func DetectHost() (Host, error) {
 	}
 	enabled, _ := os.ReadFile("/sys/module/apparmor/parameters/enabled")
 	h.AppArmor = bytes.HasPrefix(enabled, []byte("Y")) && exists("/sys/kernel/security/apparmor")
-	if last, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(last))); err == nil {
-			h.Capabilities = CapabilitiesUpTo(n)
-		}
+	if err := detectCapabilities(&h); err != nil {
+		return Host{}, err
 	}
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err == nil {
@@ -47,6 +45,59 @@ func DetectHost() (Host, error) {
 	}
 	h.Hostname = name
 	return h, nil
+}
+
+// detectCapabilities sets the capabilities a container may have: those of
+// the kernel (cap_last_cap) that this process holds, effective and in its
+// bounding set, since a runtime it starts cannot grant more. Without
+// CAP_SYS_RESOURCE, the oom_score_adj of a container cannot go below this
+// process's own, which becomes OOMScoreAdjMin, nor its open files above
+// this process's hard limit, NOFILEMax.
+func detectCapabilities(h *Host) error {
+	last, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return fmt.Errorf("capabilities: %w", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(last)))
+	if err != nil {
+		return fmt.Errorf("capabilities: cap_last_cap %q: %w", last, err)
+	}
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return fmt.Errorf("capabilities: %w", err)
+	}
+	var eff, bnd uint64
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			eff, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			bnd, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	h.Capabilities = []string{}
+	for i, c := range CapabilitiesUpTo(n) {
+		if eff&bnd&(1<<i) != 0 {
+			h.Capabilities = append(h.Capabilities, c)
+		}
+	}
+	if eff&(1<<24) == 0 { // CAP_SYS_RESOURCE
+		adj, err := os.ReadFile("/proc/self/oom_score_adj")
+		if err != nil {
+			return fmt.Errorf("oom_score_adj: %w", err)
+		}
+		v, err := strconv.Atoi(strings.TrimSpace(string(adj)))
+		if err != nil {
+			return fmt.Errorf("oom_score_adj %q: %w", adj, err)
+		}
+		h.OOMScoreAdjMin = &v
+		var lim unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			return fmt.Errorf("RLIMIT_NOFILE: %w", err)
+		}
+		h.NOFILEMax = lim.Max
+	}
+	return nil
 }
 
 // ParseKernelVersion reads "major.minor" from a kernel release such as

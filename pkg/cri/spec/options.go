@@ -42,9 +42,18 @@ type Host struct {
 	// AppArmor: the kernel enforces AppArmor. Without it, any AppArmor
 	// profile but unconfined is refused.
 	AppArmor bool
-	// Capabilities is every capability the kernel knows, the set of a
-	// privileged container or of add ["ALL"]; nil means AllCapabilities().
+	// Capabilities is every capability a container can be given (those of
+	// the kernel that the daemon holds), the set of a privileged container
+	// or of add ["ALL"]; nil means AllCapabilities().
 	Capabilities []string
+	// OOMScoreAdjMin, when set, is the lowest oom_score_adj the runtime
+	// can give (the daemon's own, when it lacks CAP_SYS_RESOURCE): a lower
+	// one is raised to it, as containerd's restrict_oom_score_adj does.
+	OOMScoreAdjMin *int
+	// NOFILEMax, when not zero, is the highest RLIMIT_NOFILE the runtime
+	// can give (the daemon's own hard limit, when it lacks
+	// CAP_SYS_RESOURCE): higher limits are lowered to it.
+	NOFILEMax uint64
 	// Kernel decides the minKernel rules of seccomp profiles.
 	Kernel KernelVersion
 	// Hostname is the node's, the HOSTNAME of containers of a pod without
@@ -157,3 +166,8 @@ type SandboxOptions struct {
 	Host              Host
 	Runtime           Runtime
 }
+
+// SpecVersion is the runtime-spec version the specs declare: the oldest
+// that has every field written here. crun before 1.9 refuses any version
+// but 1.0.x, and runc 1.1 implements 1.0.2.
+const SpecVersion = "1.0.2"

@@ -21,12 +21,20 @@ func DefaultRlimits() []specs.POSIXRlimit {
 	return []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1048576, Soft: 1048576}}
 }
 
-// rlimits is the runtime's list, or the default.
-func rlimits(rt Runtime) []specs.POSIXRlimit {
-	if rt.Rlimits == nil {
-		return DefaultRlimits()
+// rlimits is the runtime's list, or the default, within what the host
+// can give.
+func rlimits(rt Runtime, host Host) []specs.POSIXRlimit {
+	out := DefaultRlimits()
+	if rt.Rlimits != nil {
+		out = append([]specs.POSIXRlimit{}, rt.Rlimits...)
 	}
-	return append([]specs.POSIXRlimit{}, rt.Rlimits...)
+	for i := range out {
+		if out[i].Type == "RLIMIT_NOFILE" && host.NOFILEMax != 0 {
+			out[i].Hard = min(out[i].Hard, host.NOFILEMax)
+			out[i].Soft = min(out[i].Soft, host.NOFILEMax)
+		}
+	}
+	return out
 }
 
 // CgroupsPath returns the cgroup of a container or sandbox id under the
@@ -169,11 +177,15 @@ func checkCPUList(field, s string) error {
 	return nil
 }
 
-// oomScoreAdj checks the request's oom_score_adj.
-func oomScoreAdj(field string, v int64) (*int, error) {
+// oomScoreAdj checks the request's oom_score_adj and raises it to the
+// host's floor.
+func oomScoreAdj(field string, v int64, host Host) (*int, error) {
 	if v < -1000 || v > 1000 {
 		return nil, fmt.Errorf("%s %d: out of range [-1000, 1000]: %w", field, v, errdefs.ErrInvalidArgument)
 	}
 	i := int(v)
+	if host.OOMScoreAdjMin != nil && i < *host.OOMScoreAdjMin {
+		i = *host.OOMScoreAdjMin
+	}
 	return &i, nil
 }

@@ -60,9 +60,16 @@ func TestLinuxResources(t *testing.T) {
 
 func TestOOMScoreAdj(t *testing.T) {
 	for v, ok := range map[int64]bool{-1000: true, 0: true, 1000: true, 1001: false, -1001: false} {
-		_, err := oomScoreAdj("oom", v)
+		_, err := oomScoreAdj("oom", v, Host{})
 		if (err == nil) != ok {
 			t.Errorf("%d: %v", v, err)
+		}
+	}
+	floor := -500
+	for v, want := range map[int64]int{-998: -500, -500: -500, 0: 0, 1000: 1000} {
+		got, err := oomScoreAdj("oom", v, Host{OOMScoreAdjMin: &floor})
+		if err != nil || *got != want {
+			t.Errorf("%d with floor -500 = %v, %v; want %d", v, got, err, want)
 		}
 	}
 }

@@ -66,7 +66,7 @@ func Sandbox(image *ocispec.ImageConfig, cfg *runtime.PodSandboxConfig, opts San
 		return nil, fmt.Errorf("hostname %q: not a host name: %w", hostname, errdefs.ErrInvalidArgument)
 	}
 	return &specs.Spec{
-		Version:  specs.Version,
+		Version:  SpecVersion,
 		Root:     &specs.Root{Path: rootfsPath(opts.RootfsPath), Readonly: true},
 		Process:  process,
 		Hostname: hostname,
@@ -110,11 +110,14 @@ func sandboxProcess(image *ocispec.ImageConfig, cfg *runtime.PodSandboxConfig, o
 			caps = AllCapabilities()
 		}
 	}
-	oom := sandboxOOMScoreAdj
+	oom, err := oomScoreAdj("sandbox oom_score_adj", sandboxOOMScoreAdj, opts.Host)
+	if err != nil {
+		return nil, err
+	}
 	return &specs.Process{
 		User: user, Args: args, Env: e.list, Cwd: cwd,
-		Capabilities: capSet(caps, nil), Rlimits: rlimits(opts.Runtime),
-		NoNewPrivileges: true, OOMScoreAdj: &oom,
+		Capabilities: capSet(caps, nil), Rlimits: rlimits(opts.Runtime, opts.Host),
+		NoNewPrivileges: true, OOMScoreAdj: oom,
 	}, nil
 }
 
