@@ -14,7 +14,8 @@ import (
 // its image config, the CRI container config and the config of its pod.
 // It is pure: everything it needs from the host is in opts. The log path
 // and stdin are the shim's business and not in the spec; the stop signal
-// is StopSignal's.
+// is StopSignal's. The image's VOLUME list is ignored: kubelet mounts what
+// a pod needs (containerd would make an anonymous directory for each).
 func Container(image *ocispec.ImageConfig, cfg *runtime.ContainerConfig, sandbox *runtime.PodSandboxConfig, opts ContainerOptions) (*specs.Spec, error) {
 	if cfg == nil || sandbox == nil {
 		return nil, fmt.Errorf("container config and its pod's config: both required: %w", errdefs.ErrInvalidArgument)

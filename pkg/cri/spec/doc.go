@@ -7,7 +7,8 @@
 // in as data, gathered by the caller once:
 //
 //   - Host (DetectHost): cgroup version, swap accounting, hugetlb, AppArmor,
-//     the kernel's capabilities and version.
+//     the kernel's version, and the capabilities, oom_score_adj floor and
+//     open-file ceiling of the daemon, which a container cannot exceed.
 //   - UserDB (ReadUserDB): the image's /etc/passwd and /etc/group, read
 //     inside the container's rootfs without following a symlink out of it,
 //     bounded in size; parsed by ParsePasswd and ParseGroup.
