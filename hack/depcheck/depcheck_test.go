@@ -51,8 +51,10 @@ var allowed = map[string][]string{
 	"cmd/cri-runtime-shim": {"leaves", "pkg/task", "api/task"},
 	"pkg/cni":              {"leaves"},
 	"pkg/sandbox":          {"leaves", "pkg/meta", "pkg/task", "pkg/cni", "pkg/image", "pkg/content", "pkg/snapshot"},
-	"pkg/cri":              {"leaves", "pkg/sandbox", "pkg/image", "pkg/task", "pkg/meta", "pkg/content", "pkg/snapshot", "pkg/cni"},
-	"pkg/client":           {"leaves", "pkg/rpc", "api", "pkg/content", "pkg/snapshot", "pkg/meta", "pkg/server/convert"},
+	// The pure translation of configs into runtime-specs.
+	"pkg/cri/spec": {"pkg/errdefs"},
+	"pkg/cri":      {"leaves", "pkg/sandbox", "pkg/image", "pkg/task", "pkg/meta", "pkg/content", "pkg/snapshot", "pkg/cni"},
+	"pkg/client":   {"leaves", "pkg/rpc", "api", "pkg/content", "pkg/snapshot", "pkg/meta", "pkg/server/convert"},
 	// The wire conversions are shared by both ends of the management API so
 	// the two cannot drift; they import nothing of the server itself.
 	"pkg/server/convert": {"leaves", "api", "pkg/content", "pkg/snapshot", "pkg/meta"},
@@ -238,6 +240,8 @@ func TestRuleCatchesUpwardEdge(t *testing.T) {
 		{"pkg/task/shim", "pkg/meta", false},
 		{"pkg/image/remote", "pkg/archive", true},
 		{"pkg/server", "pkg/cri", true},
+		{"pkg/cri/spec", "pkg/meta", false},
+		{"pkg/cri", "pkg/cri/spec", true},
 		{"pkg/client", "pkg/server", false},
 		{"pkg/server/convert", "pkg/server", false},
 		{"pkg/namespaces", "pkg/rpc", false},
