@@ -1,0 +1,363 @@
+package task
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/task/shimapi"
+)
+
+// shimStartTimeout bounds how long a new shim has to say it listens.
+const shimStartTimeout = 10 * time.Second
+
+// shim is the daemon's handle on the shim of one group.
+type shim struct {
+	m         *Manager
+	ns, group string
+	dir, sock string
+
+	// life is held shared by the calls that need the shim to stay (create)
+	// and exclusively to shut it down, so that a shim is never told to
+	// exit while a create is on its way to it.
+	life sync.RWMutex
+
+	mu       sync.Mutex // guards the fields below
+	client   *shimapi.Client
+	stopping bool // we asked the shim to exit: its going is not a death
+	// delivered is the sequence number of the last event delivered from
+	// client; advanced is closed and replaced when it grows.
+	delivered uint64
+	advanced  chan struct{}
+}
+
+func newShim(m *Manager, ns, group string) *shim {
+	return &shim{
+		m: m, ns: ns, group: group, advanced: make(chan struct{}),
+		dir:  shimapi.GroupDir(m.cfg.StateDir, ns, group),
+		sock: shimapi.SocketPath(m.cfg.StateDir, ns, group),
+	}
+}
+
+// conn returns a connection to a running shim, without starting one: a
+// shim that is gone is Unavailable.
+func (sh *shim) conn(ctx context.Context) (*shimapi.Client, error) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.client != nil {
+		select {
+		case <-sh.client.Done():
+		default:
+			return sh.client, nil
+		}
+	}
+	return nil, fmt.Errorf("shim of group %q: not connected: %w", sh.group, errdefs.ErrUnavailable)
+}
+
+// ensure returns a connection to the shim, connecting to a live one or
+// starting one. Called with life held.
+func (sh *shim) ensure(ctx context.Context) (*shimapi.Client, error) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.client != nil {
+		select {
+		case <-sh.client.Done():
+		default:
+			return sh.client, nil
+		}
+	}
+	c, err := sh.dial(ctx)
+	if err != nil {
+		if err := sh.spawn(ctx); err != nil {
+			return nil, err
+		}
+		if c, err = sh.dial(ctx); err != nil {
+			return nil, err
+		}
+	}
+	st, err := c.State(ctx, "")
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("shim of group %q: %w", sh.group, err)
+	}
+	sh.attach(c, st.Seq)
+	return c, nil
+}
+
+// dial connects to the shim's socket and checks who answers.
+func (sh *shim) dial(ctx context.Context) (*shimapi.Client, error) {
+	c, err := shimapi.Dial(ctx, sh.sock)
+	if err != nil {
+		return nil, err
+	}
+	info, err := c.Info(ctx)
+	if err == nil && (info.Version != shimapi.Version || info.Namespace != sh.ns || info.Group != sh.group) {
+		err = fmt.Errorf("shim at %s is version %d of %s/%s: %w", sh.sock, info.Version, info.Namespace, info.Group, errdefs.ErrFailedPrecondition)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// attach makes c the shim's connection and follows its events from seq.
+// Called with mu held.
+func (sh *shim) attach(c *shimapi.Client, seq uint64) {
+	sh.client = c
+	sh.stopping = false
+	sh.delivered = seq
+	sh.m.wg.Add(1)
+	go func() {
+		defer sh.m.wg.Done()
+		sh.follow(c, seq)
+	}()
+}
+
+// spawn starts the shim process and waits until it listens.
+func (sh *shim) spawn(ctx context.Context) error {
+	if err := os.MkdirAll(sh.dir, 0o700); err != nil {
+		return fmt.Errorf("shim directory: %w", err)
+	}
+	logf, err := os.OpenFile(filepath.Join(sh.dir, shimapi.LogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("shim log: %w", err)
+	}
+	defer logf.Close()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer readyR.Close()
+	cmd := exec.Command(sh.m.cfg.ShimBinary, "-state", sh.m.cfg.StateDir, "-namespace", sh.ns, "-group", sh.group)
+	cmd.Dir = "/"
+	cmd.Stderr = logf
+	cmd.ExtraFiles = []*os.File{readyW}
+	// Its own session: the shim outlives the daemon and its terminal.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	readyW.Close()
+	if err != nil {
+		return fmt.Errorf("start shim %s: %w", sh.m.cfg.ShimBinary, err)
+	}
+	// Reap it should it exit while the daemon runs; if the daemon dies
+	// first, init (or the daemon's own reaper) inherits it. Not owned by
+	// the Manager: the shim outlives Close.
+	go func() { _ = cmd.Wait() }()
+
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(readyR).ReadString('\n')
+		line <- strings.TrimSpace(s)
+	}()
+	ctx, cancel := context.WithTimeout(ctx, shimStartTimeout)
+	defer cancel()
+	select {
+	case s := <-line:
+		if s != "ok" {
+			if s == "" {
+				s = "exited without a word (see " + filepath.Join(sh.dir, shimapi.LogFile) + ")"
+			}
+			return fmt.Errorf("shim of group %q: %s: %w", sh.group, s, errdefs.ErrUnavailable)
+		}
+		return nil
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		return fmt.Errorf("shim of group %q did not start: %w", sh.group, ctx.Err())
+	}
+}
+
+// disconnect drops the connection; the shim keeps running.
+func (sh *shim) disconnect() {
+	sh.mu.Lock()
+	c := sh.client
+	sh.client = nil
+	sh.stopping = true
+	sh.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// create creates a container in the shim.
+func (sh *shim) create(ctx context.Context, opts CreateOpts) (_ *Task, retErr error) {
+	sh.life.RLock()
+	defer sh.life.RUnlock()
+	c, err := sh.ensure(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fifos, err := sh.m.newFIFOs(sh.ns, opts.ID, "", opts.IO)
+	if err != nil {
+		return nil, err
+	}
+	// Indexed before the call so the shim's create event finds its task.
+	sh.m.index(sh.ns, opts.ID, sh)
+	resp, err := c.Create(ctx, &shimapi.CreateRequest{
+		ID: opts.ID, Runtime: opts.Runtime, Spec: opts.Spec, Rootfs: opts.Rootfs,
+		IO: fifos.request(opts.IO), Checkpoint: opts.Checkpoint,
+	})
+	if err != nil {
+		sh.m.unindex(sh.ns, opts.ID, sh)
+		fifos.close()
+		go sh.shutdownIfEmpty()
+		return nil, err
+	}
+	fifos.started()
+	sh.m.setFIFOs(sh.ns, opts.ID, "", fifos)
+	return &Task{sh: sh, id: opts.ID, pid: resp.Pid}, nil
+}
+
+// shutdownIfEmpty asks the shim to exit when it holds no containers.
+func (sh *shim) shutdownIfEmpty() {
+	sh.life.Lock()
+	defer sh.life.Unlock()
+	c, err := sh.conn(sh.m.ctx)
+	if err != nil {
+		return
+	}
+	sh.mu.Lock()
+	sh.stopping = true
+	sh.mu.Unlock()
+	ctx, cancel := context.WithTimeout(sh.m.ctx, 5*time.Second)
+	defer cancel()
+	// Every event must be delivered before the shim, which holds them,
+	// goes: the delete of its last container is one.
+	st, err := c.State(ctx, "")
+	if err != nil || len(st.Processes) > 0 || sh.waitDelivered(ctx, st.Seq) != nil {
+		sh.mu.Lock()
+		sh.stopping = false
+		sh.mu.Unlock()
+		return
+	}
+	err = c.Shutdown(ctx)
+	// The shim may close the connection before its answer is out.
+	if err != nil && !errdefs.IsUnavailable(err) {
+		sh.mu.Lock()
+		sh.stopping = false
+		sh.mu.Unlock()
+		return
+	}
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+	}
+	sh.mu.Lock()
+	if sh.client == c {
+		sh.client = nil
+	}
+	sh.mu.Unlock()
+}
+
+// waitDelivered waits until the events up to seq are delivered.
+func (sh *shim) waitDelivered(ctx context.Context, seq uint64) error {
+	for {
+		sh.mu.Lock()
+		done, advanced := sh.delivered >= seq, sh.advanced
+		sh.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-advanced:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (sh *shim) setDelivered(seq uint64) {
+	sh.mu.Lock()
+	sh.delivered = seq
+	close(sh.advanced)
+	sh.advanced = make(chan struct{})
+	sh.mu.Unlock()
+}
+
+// follow delivers the shim's events from seq until the connection ends.
+func (sh *shim) follow(c *shimapi.Client, seq uint64) {
+	for {
+		resp, err := c.Events(sh.m.ctx, seq)
+		if err != nil {
+			if sh.m.ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			sh.connectionLost(c)
+			return
+		}
+		if resp.Lost {
+			st, err := c.State(sh.m.ctx, "")
+			if err != nil {
+				continue // the next Events call sees the broken connection
+			}
+			sh.replayExits(st.Processes)
+			seq = st.Seq
+			sh.setDelivered(seq)
+			continue
+		}
+		for _, ev := range resp.Events {
+			seq = ev.Seq
+			if ev.Topic == shimapi.TopicDelete && ev.ExecID == "" {
+				sh.m.unindex(sh.ns, ev.ID, sh)
+				sh.m.dropFIFOs(sh.ns, ev.ID)
+			}
+			sh.m.deliver(Event{Namespace: sh.ns, Group: sh.group, Event: ev})
+		}
+		sh.setDelivered(seq)
+	}
+}
+
+// replayExits delivers the exit of every stopped process in states.
+func (sh *shim) replayExits(states []shimapi.ProcessState) {
+	for _, p := range states {
+		if p.Status == shimapi.StatusStopped && p.Exit != nil {
+			sh.m.deliver(Event{Namespace: sh.ns, Group: sh.group, Replayed: true, Event: shimapi.Event{
+				Topic: shimapi.TopicExit, ID: p.ID, ExecID: p.ExecID, Pid: p.Pid, At: p.Exit.At, Exit: p.Exit,
+			}})
+		}
+	}
+}
+
+// connectionLost handles the end of a shim's connection that the daemon
+// did not ask for: if the shim cannot be reached again, it is dead, and
+// its containers are cleaned up and reported exited.
+func (sh *shim) connectionLost(c *shimapi.Client) {
+	sh.mu.Lock()
+	stopping := sh.stopping
+	if sh.client == c {
+		sh.client = nil
+	}
+	sh.mu.Unlock()
+	if stopping {
+		return
+	}
+	sh.life.Lock()
+	defer sh.life.Unlock()
+	ctx, cancel := context.WithTimeout(sh.m.ctx, 5*time.Second)
+	defer cancel()
+	if nc, err := sh.dial(ctx); err == nil {
+		// Still there (the connection alone broke): resynchronise.
+		st, err := nc.State(ctx, "")
+		if err == nil {
+			sh.replayExits(st.Processes)
+			sh.mu.Lock()
+			sh.attach(nc, st.Seq)
+			sh.mu.Unlock()
+			return
+		}
+		nc.Close()
+	}
+	sh.m.cleanupDeadShim(sh)
+}
