@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
 	"github.com/cri-runtime/cri-runtime/pkg/task"
 	"github.com/cri-runtime/cri-runtime/pkg/task/shimapi"
@@ -112,6 +113,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, state: state}
 	e.m = e.manager()
 	t.Cleanup(func() {
+		e.removeAll()
 		e.m.Close()
 		e.checkClean()
 		os.RemoveAll(state)
@@ -140,6 +142,22 @@ func (e *env) restart() []task.State {
 		e.t.Fatal(err)
 	}
 	return states
+}
+
+// removeAll kills and deletes the tasks a failed test left.
+func (e *env) removeAll() {
+	ctx, cancel := context.WithTimeout(nsCtx(), 30*time.Second)
+	defer cancel()
+	states, _ := e.m.List(ctx)
+	for _, st := range states {
+		tk, err := e.m.Get(ctx, st.ID)
+		if err != nil {
+			continue
+		}
+		_ = tk.Kill(ctx, 9, task.KillOpts{All: true})
+		_, _ = tk.Wait(ctx)
+		_, _ = tk.Delete(ctx)
+	}
 }
 
 // checkClean fails the test if a shim, a bundle, a mount or a cgroup of
@@ -227,7 +245,8 @@ func remove(t *testing.T, tk *task.Task) {
 		}
 	}
 	if st.Status == shimapi.StatusRunning || st.Status == shimapi.StatusPaused {
-		if err := tk.Kill(ctx, 9, task.KillOpts{All: true}); err != nil {
+		// It may have exited since: then the kill is refused.
+		if err := tk.Kill(ctx, 9, task.KillOpts{All: true}); err != nil && !errdefs.IsFailedPrecondition(err) {
 			t.Fatalf("kill %s: %v", tk.ID(), err)
 		}
 		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)

@@ -335,12 +335,13 @@ func (sh *shim) replayExits(states []shimapi.ProcessState) {
 // its containers are cleaned up and reported exited.
 func (sh *shim) connectionLost(c *shimapi.Client) {
 	sh.mu.Lock()
-	stopping := sh.stopping
-	if sh.client == c {
+	current, stopping := sh.client == c, sh.stopping
+	if current {
 		sh.client = nil
 	}
 	sh.mu.Unlock()
-	if stopping {
+	// A connection already replaced, or one we closed, is no news.
+	if !current || stopping {
 		return
 	}
 	sh.life.Lock()

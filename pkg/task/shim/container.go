@@ -67,6 +67,9 @@ func validateCreate(req *shimapi.CreateRequest) (*specs.Spec, error) {
 	if spec.Process == nil || spec.Root == nil {
 		return nil, fmt.Errorf("container %q: spec has no process or no root: %w", req.ID, errdefs.ErrInvalidArgument)
 	}
+	if len(spec.Process.Args) == 0 && req.Checkpoint == "" {
+		return nil, fmt.Errorf("container %q: spec's process has no args: %w", req.ID, errdefs.ErrInvalidArgument)
+	}
 	if req.IO.Terminal != spec.Process.Terminal {
 		return nil, fmt.Errorf("container %q: io.terminal is %v but the spec's process.terminal is %v: %w",
 			req.ID, req.IO.Terminal, spec.Process.Terminal, errdefs.ErrInvalidArgument)

@@ -100,10 +100,13 @@ func Run(cfg Config, ready *os.File) (retErr error) {
 	report("ok\n")
 
 	<-s.shutdown
+	// Gone from disk before the connections close: a daemon that saw its
+	// connection end may start the group's next shim at once.
 	l.Close()
-	srv.Close()
 	os.Remove(sock)
-	return os.RemoveAll(dir)
+	err = os.RemoveAll(dir)
+	srv.Close()
+	return err
 }
 
 func validate(cfg Config) error {
