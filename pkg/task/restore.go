@@ -14,6 +14,7 @@ import (
 	"time"
 
 	runc "github.com/containerd/go-runc"
+	"k8s.io/klog/v2"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/identifiers"
@@ -137,7 +138,7 @@ func (m *Manager) cleanupDeadShim(sh *shim) []State {
 		}
 		id := e.Name()
 		if err := cleanupBundle(ctx, filepath.Join(sh.dir, id), id); err != nil {
-			fmt.Fprintf(os.Stderr, "task %s/%s: cleanup after dead shim: %v\n", sh.ns, id, err)
+			klog.FromContext(ctx).Error(err, "cleanup after a dead shim", "namespace", sh.ns, "group", sh.group, "container", id)
 			continue
 		}
 		exit := &Exit{Status: ExitStatusShimGone, At: time.Now(), Reason: shimapi.ReasonShimGone}

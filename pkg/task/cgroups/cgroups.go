@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 )
@@ -121,16 +122,28 @@ func parse(procCgroup io.Reader, v1Mounts map[string]string, unifiedMount string
 	return cg, nil
 }
 
+// mounts caches the cgroup mount points: they do not change while the
+// process runs, and mountinfo is long on a host with many containers.
+var mounts struct {
+	once    sync.Once
+	v1      map[string]string
+	unified string
+	err     error
+}
+
 // Load finds the cgroup of process pid. A process that is gone is NotFound.
 func Load(pid int) (*Cgroup, error) {
-	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, fmt.Errorf("cgroup mounts: %w", err)
+	mounts.once.Do(func() {
+		mi, err := os.ReadFile("/proc/self/mountinfo")
+		if err == nil {
+			mounts.v1, mounts.unified, err = mountPoints(bytes.NewReader(mi))
+		}
+		mounts.err = err
+	})
+	if mounts.err != nil {
+		return nil, fmt.Errorf("cgroup mounts: %w", mounts.err)
 	}
-	v1, unified, err := mountPoints(bytes.NewReader(mi))
-	if err != nil {
-		return nil, fmt.Errorf("cgroup mounts: %w", err)
-	}
+	v1, unified := mounts.v1, mounts.unified
 	pc, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		if os.IsNotExist(err) || os.IsPermission(err) {
