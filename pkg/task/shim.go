@@ -188,8 +188,17 @@ func (sh *shim) disconnect() {
 	}
 }
 
-// create creates a container in the shim.
-func (sh *shim) create(ctx context.Context, opts CreateOpts) (_ *Task, retErr error) {
+// create creates a container in the shim. A shim left empty by a failed
+// create is told to exit.
+func (sh *shim) create(ctx context.Context, opts CreateOpts) (*Task, error) {
+	t, err := sh.createLocked(ctx, opts)
+	if err != nil {
+		sh.shutdownIfEmpty()
+	}
+	return t, err
+}
+
+func (sh *shim) createLocked(ctx context.Context, opts CreateOpts) (*Task, error) {
 	sh.life.RLock()
 	defer sh.life.RUnlock()
 	c, err := sh.ensure(ctx)
@@ -209,7 +218,6 @@ func (sh *shim) create(ctx context.Context, opts CreateOpts) (_ *Task, retErr er
 	if err != nil {
 		sh.m.unindex(sh.ns, opts.ID, sh)
 		fifos.close()
-		go sh.shutdownIfEmpty()
 		return nil, err
 	}
 	fifos.started()

@@ -47,6 +47,8 @@ var (
 	n            = flag.Int("n", 10, "containers for the memory figure")
 	runs         = flag.Int("runs", 20, "runs of /bin/true per runtime")
 	runtimeBin   = flag.String("runtime", "runc", "OCI runtime")
+	restoreN     = flag.Int("restore", 0, "also time Restore of this many running containers (0: skip)")
+	perGroup     = flag.Int("restore-per-group", 1, "containers per group (pod) for -restore")
 )
 
 func main() {
@@ -86,6 +88,10 @@ func main() {
 		fmt.Printf("containerd shims: PSS 1 container %s (RSS %s), %d containers %s (%s per container)\n",
 			kib(cd.pss1), kib(cd.rss1), *n, kib(cd.pssN), kib(cd.pssN / *n))
 		fmt.Printf("per-container PSS at %d, ours / containerd's: %.2f\n", *n, float64(ours.pssN)/float64(cd.pssN))
+	}
+	if *restoreN > 0 {
+		d := benchRestore(work, rootfs)
+		fmt.Printf("Restore of %d running containers in %d groups (shims) by a new Manager: %.1f ms\n", *restoreN, (*restoreN+*perGroup-1) / *perGroup, ms(d))
 	}
 	fmt.Printf("run-to-exit of /bin/true (create, start, wait, delete):\n")
 	fmt.Printf("  bare %s run, read-only directory rootfs:   %s\n", *runtimeBin, bare)
@@ -209,6 +215,43 @@ func (o *ours) create(group, id string, plain bool, args ...string) *task.Task {
 	tk, err := o.m.Create(o.ctx, group, opts)
 	check(err)
 	return tk
+}
+
+// benchRestore starts restoreN containers, replaces the Manager as a
+// daemon restart does, and times NewManager plus Restore.
+func benchRestore(work, rootfs string) time.Duration {
+	o := startOursEmpty(work, rootfs)
+	for i := 0; i < *restoreN; i++ {
+		tk := o.create(fmt.Sprintf("rpod%d", i / *perGroup), fmt.Sprintf("r%d", i), false, "sleep", "100000")
+		_, err := tk.Start(o.ctx)
+		check(err)
+	}
+	o.m.Close()
+	start := time.Now()
+	m, err := task.NewManager(task.Config{StateDir: o.state, ShimBinary: *shimBin})
+	check(err)
+	states, err := m.Restore(o.ctx)
+	check(err)
+	d := time.Since(start)
+	if len(states) != *restoreN {
+		log.Fatalf("restored %d tasks, want %d", len(states), *restoreN)
+	}
+	o.m = m
+	for _, st := range states {
+		tk, err := m.Get(o.ctx, st.ID)
+		check(err)
+		o.tasks = append(o.tasks, tk)
+	}
+	o.stop()
+	return d
+}
+
+func startOursEmpty(work, rootfs string) *ours {
+	state, err := os.MkdirTemp("", "sr")
+	check(err)
+	m, err := task.NewManager(task.Config{StateDir: state, ShimBinary: *shimBin})
+	check(err)
+	return &ours{work: work, rootfs: rootfs, state: state, m: m, ctx: namespaces.WithNamespace(context.Background(), "bench")}
 }
 
 func shimPid(state, ns, group string) int {

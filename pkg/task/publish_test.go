@@ -1,0 +1,62 @@
+package task_test
+
+import (
+	"testing"
+
+	eventsv1 "github.com/cri-runtime/cri-runtime/api/events/v1"
+	"github.com/cri-runtime/cri-runtime/pkg/events"
+	"github.com/cri-runtime/cri-runtime/pkg/task"
+	"github.com/cri-runtime/cri-runtime/pkg/task/tasktest"
+)
+
+// TestEventsOnExchange: with a Publisher, the shim's events reach the
+// exchange under /tasks/..., with their payloads.
+func TestEventsOnExchange(t *testing.T) {
+	rt := tasktest.Runtimes(t)[0]
+	e := newEnv(t)
+	ex := events.NewExchange()
+	e.m.Close()
+	m, err := task.NewManager(task.Config{StateDir: e.state, ShimBinary: tasktest.ShimBinary(t), Publisher: ex})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.m = m
+	ctx := waitCtx(t)
+	sub, errs := ex.Subscribe(ctx, `topic~="^/tasks/"`)
+	tk, _ := e.create("g1", rt, "c1", "sh", "-c", "exit 4")
+	if _, err := tk.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tk.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tk.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var topics []string
+	for len(topics) < 4 {
+		select {
+		case env := <-sub:
+			if env.Namespace != testNS {
+				t.Errorf("namespace %q", env.Namespace)
+			}
+			topics = append(topics, env.Topic)
+			if env.Topic == "/tasks/exit" {
+				var ev eventsv1.TaskExit
+				if err := env.Event.UnmarshalTo(&ev); err != nil || ev.ContainerId != "c1" || ev.Id != "c1" || ev.ExitStatus != 4 || ev.ExitedAt == nil {
+					t.Errorf("exit payload %+v, %v", &ev, err)
+				}
+			}
+		case err := <-errs:
+			t.Fatal(err)
+		case <-ctx.Done():
+			t.Fatalf("events so far: %v", topics)
+		}
+	}
+	want := []string{"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"}
+	for i := range want {
+		if topics[i] != want[i] {
+			t.Fatalf("topics %v, want %v", topics, want)
+		}
+	}
+}
