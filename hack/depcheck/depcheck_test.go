@@ -74,7 +74,7 @@ var small = struct {
 		"cmd/cri-runtime-shim",
 	},
 	forbidden: []string{
-		"go.etcd.io/bbolt", "github.com/prometheus/", "google.golang.org/grpc",
+		"go.etcd.io/bbolt", "github.com/prometheus/", "google.golang.org/grpc", "google.golang.org/protobuf",
 		"oras.land/", "github.com/containernetworking/", "k8s.io/klog",
 		module + "pkg/meta", module + "pkg/image", module + "pkg/content",
 		module + "pkg/snapshot", module + "pkg/archive", module + "pkg/server",
