@@ -114,8 +114,8 @@ func newEnv(t *testing.T) *env {
 	e.m = e.manager()
 	t.Cleanup(func() {
 		e.removeAll()
+		e.checkClean() // the Manager stops the emptied shims
 		e.m.Close()
-		e.checkClean()
 		os.RemoveAll(state)
 	})
 	return e

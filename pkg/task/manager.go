@@ -36,6 +36,8 @@ type Config struct {
 	// nothing is dropped, a slow OnEvent holds back only that shim's
 	// events, which the shim keeps (and recovers after 1024 through a
 	// resynchronisation). It must be idempotent: an exit can be replayed.
+	// It may call the Manager (delete the task of an exit); its ctx, which
+	// carries the event's namespace, ends when the Manager closes.
 	OnEvent func(ctx context.Context, ev Event)
 	// Publisher, when not nil, also gets every event on the exchange
 	// under /tasks/... (for subscribers; it may drop).

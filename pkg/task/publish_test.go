@@ -1,7 +1,9 @@
 package task_test
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	eventsv1 "github.com/cri-runtime/cri-runtime/api/events/v1"
 	"github.com/cri-runtime/cri-runtime/pkg/events"
@@ -58,5 +60,49 @@ func TestEventsOnExchange(t *testing.T) {
 		if topics[i] != want[i] {
 			t.Fatalf("topics %v, want %v", topics, want)
 		}
+	}
+}
+
+// TestOnEventMayDeleteTheTask: an OnEvent that deletes the task of the
+// exit it got (a `run --rm`) neither deadlocks with the event loop nor
+// leaves the emptied shim running.
+func TestOnEventMayDeleteTheTask(t *testing.T) {
+	rt := tasktest.Runtimes(t)[0]
+	e := newEnv(t)
+	e.m.Close()
+	deleted := make(chan error, 1)
+	var m *task.Manager
+	m, err := task.NewManager(task.Config{StateDir: e.state, ShimBinary: tasktest.ShimBinary(t),
+		OnEvent: func(ctx context.Context, ev task.Event) {
+			if ev.Topic != "/tasks/exit" {
+				return
+			}
+			tk, err := m.Get(ctx, ev.ID)
+			if err == nil {
+				_, err = tk.Delete(ctx)
+			}
+			deleted <- err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.m = m
+	ctx := waitCtx(t)
+	tk, _ := e.create("g1", rt, "c1", "true")
+	start := time.Now()
+	if _, err := tk.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-deleted:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no delete")
+	}
+	eventually(t, "the emptied shim exits", func() bool { return len(e.leftovers()) == 0 })
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("run, delete and shim stop took %v", d)
 	}
 }

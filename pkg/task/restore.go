@@ -113,13 +113,13 @@ func (m *Manager) restoreGroup(ctx context.Context, ns, group string) ([]State, 
 		}
 	}
 	sh.replayExits(st.Processes)
+	if len(out) == 0 {
+		sh.requestStop()
+	}
 	sh.mu.Lock()
 	sh.attach(c, st.Seq)
 	sh.mu.Unlock()
 	sh.life.Unlock()
-	if len(out) == 0 {
-		sh.shutdownIfEmpty()
-	}
 	return out, nil
 }
 

@@ -34,15 +34,15 @@ type shim struct {
 	mu       sync.Mutex // guards the fields below
 	client   *shimapi.Client
 	stopping bool // we asked the shim to exit: its going is not a death
-	// delivered is the sequence number of the last event delivered from
-	// client; advanced is closed and replaced when it grows.
-	delivered uint64
-	advanced  chan struct{}
+	// wantStop asks the follow loop to stop the shim once it is empty and
+	// its events are delivered; poke interrupts the loop's wait for events.
+	wantStop bool
+	poke     context.CancelFunc
 }
 
 func newShim(m *Manager, ns, group string) *shim {
 	return &shim{
-		m: m, ns: ns, group: group, advanced: make(chan struct{}),
+		m: m, ns: ns, group: group,
 		dir:  shimapi.GroupDir(m.cfg.StateDir, ns, group),
 		sock: shimapi.SocketPath(m.cfg.StateDir, ns, group),
 	}
@@ -115,7 +115,6 @@ func (sh *shim) dial(ctx context.Context) (*shimapi.Client, error) {
 func (sh *shim) attach(c *shimapi.Client, seq uint64) {
 	sh.client = c
 	sh.stopping = false
-	sh.delivered = seq
 	sh.m.wg.Add(1)
 	go func() {
 		defer sh.m.wg.Done()
@@ -189,11 +188,11 @@ func (sh *shim) disconnect() {
 }
 
 // create creates a container in the shim. A shim left empty by a failed
-// create is told to exit.
+// create is asked to exit.
 func (sh *shim) create(ctx context.Context, opts CreateOpts) (*Task, error) {
 	t, err := sh.createLocked(ctx, opts)
 	if err != nil {
-		sh.shutdownIfEmpty()
+		sh.requestStop()
 	}
 	return t, err
 }
@@ -225,35 +224,53 @@ func (sh *shim) createLocked(ctx context.Context, opts CreateOpts) (*Task, error
 	return &Task{sh: sh, id: opts.ID, pid: resp.Pid}, nil
 }
 
-// shutdownIfEmpty asks the shim to exit when it holds no containers.
-func (sh *shim) shutdownIfEmpty() {
+// requestStop asks the follow loop to stop the shim once it holds no
+// containers and every event it numbered is delivered: the shim holds the
+// events, so it must not go before they are out (the delete of its last
+// container is one). The loop does it, not the caller, because the caller
+// may be OnEvent itself.
+func (sh *shim) requestStop() {
+	sh.mu.Lock()
+	sh.wantStop = true
+	if sh.poke != nil {
+		sh.poke()
+	}
+	sh.mu.Unlock()
+}
+
+func (sh *shim) takeStopRequest() bool {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	want := sh.wantStop
+	sh.wantStop = false
+	return want
+}
+
+// stopIfEmpty tells the shim on c to exit if it holds no containers and
+// every event up to seq, its last, is delivered. It reports whether the
+// shim is gone.
+func (sh *shim) stopIfEmpty(c *shimapi.Client, seq uint64) bool {
 	sh.life.Lock()
 	defer sh.life.Unlock()
-	c, err := sh.conn(sh.m.ctx)
-	if err != nil {
-		return
+	ctx, cancel := context.WithTimeout(sh.m.ctx, 5*time.Second)
+	defer cancel()
+	st, err := c.State(ctx, "")
+	if err != nil || len(st.Processes) > 0 {
+		return false // a broken connection shows at the next Events call
+	}
+	if st.Seq != seq {
+		sh.requestStop() // deliver the rest first
+		return false
 	}
 	sh.mu.Lock()
 	sh.stopping = true
 	sh.mu.Unlock()
-	ctx, cancel := context.WithTimeout(sh.m.ctx, 5*time.Second)
-	defer cancel()
-	// Every event must be delivered before the shim, which holds them,
-	// goes: the delete of its last container is one.
-	st, err := c.State(ctx, "")
-	if err != nil || len(st.Processes) > 0 || sh.waitDelivered(ctx, st.Seq) != nil {
-		sh.mu.Lock()
-		sh.stopping = false
-		sh.mu.Unlock()
-		return
-	}
-	err = c.Shutdown(ctx)
 	// The shim may close the connection before its answer is out.
-	if err != nil && !errdefs.IsUnavailable(err) {
+	if err := c.Shutdown(ctx); err != nil && !errdefs.IsUnavailable(err) {
 		sh.mu.Lock()
 		sh.stopping = false
 		sh.mu.Unlock()
-		return
+		return false
 	}
 	select {
 	case <-c.Done():
@@ -264,43 +281,30 @@ func (sh *shim) shutdownIfEmpty() {
 		sh.client = nil
 	}
 	sh.mu.Unlock()
-}
-
-// waitDelivered waits until the events up to seq are delivered.
-func (sh *shim) waitDelivered(ctx context.Context, seq uint64) error {
-	for {
-		sh.mu.Lock()
-		done, advanced := sh.delivered >= seq, sh.advanced
-		sh.mu.Unlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-advanced:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-func (sh *shim) setDelivered(seq uint64) {
-	sh.mu.Lock()
-	sh.delivered = seq
-	close(sh.advanced)
-	sh.advanced = make(chan struct{})
-	sh.mu.Unlock()
+	return true
 }
 
 // follow delivers the shim's events from seq until the connection ends.
 func (sh *shim) follow(c *shimapi.Client, seq uint64) {
 	for {
-		resp, err := c.Events(sh.m.ctx, seq)
+		if sh.takeStopRequest() && sh.stopIfEmpty(c, seq) {
+			return
+		}
+		ctx, cancel := context.WithCancel(sh.m.ctx)
+		sh.mu.Lock()
+		sh.poke = cancel
+		if sh.wantStop {
+			cancel()
+		}
+		sh.mu.Unlock()
+		resp, err := c.Events(ctx, seq)
+		cancel()
 		if err != nil {
 			if sh.m.ctx.Err() != nil {
 				return
 			}
 			if errors.Is(err, context.Canceled) {
-				return
+				continue // poked: a stop was requested
 			}
 			sh.connectionLost(c)
 			return
@@ -312,7 +316,6 @@ func (sh *shim) follow(c *shimapi.Client, seq uint64) {
 			}
 			sh.replayExits(st.Processes)
 			seq = st.Seq
-			sh.setDelivered(seq)
 			continue
 		}
 		for _, ev := range resp.Events {
@@ -323,7 +326,6 @@ func (sh *shim) follow(c *shimapi.Client, seq uint64) {
 			}
 			sh.m.deliver(Event{Namespace: sh.ns, Group: sh.group, Event: ev})
 		}
-		sh.setDelivered(seq)
 	}
 }
 

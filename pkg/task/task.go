@@ -179,7 +179,7 @@ func (t *Task) Wait(ctx context.Context) (Exit, error) {
 
 // Delete removes the stopped (or never started) container: runtime state,
 // cgroup, rootfs mounts, bundle. Deleting the last container of a group
-// stops its shim.
+// stops its shim, once its events are delivered.
 func (t *Task) Delete(ctx context.Context) (Exit, error) {
 	c, err := t.client(ctx)
 	if err != nil {
@@ -192,7 +192,7 @@ func (t *Task) Delete(ctx context.Context) (Exit, error) {
 	t.sh.m.unindex(t.sh.ns, t.id, t.sh)
 	t.sh.m.dropFIFOs(t.sh.ns, t.id)
 	if resp.Remaining == 0 {
-		t.sh.shutdownIfEmpty()
+		t.sh.requestStop()
 	}
 	return resp.Exit, nil
 }
