@@ -61,10 +61,12 @@
 // The JSON frames win at rest and in size, need no generated code, and keep
 // gRPC out of the shim entirely (ttrpc imports grpc/codes and grpc/status,
 // and the protobuf runtime). Under load the heap, not the protocol,
-// dominates: the shim sets GOGC to 25. The whole shim (go-runc included)
-// is a 3.6 MB stripped binary: 5.4 MiB PSS holding one container, 6.3 MiB
-// holding ten (0.6 MiB per container), where containerd 2.4.2's shims take
-// 16.1 MiB and 5.4 MiB per container (hack/bench/shim/run.sh).
+// dominates; in the shim itself a lower GOGC did not pay (the live heap is
+// far under the minimum goal) and GOMAXPROCS 1 saves 0.3 MiB. The whole
+// shim (go-runc included) is a 3.6 MB stripped binary: 4.7 MiB PSS holding
+// one container, 5.4 MiB holding ten (0.5 MiB per container), where
+// containerd 2.4.2's shims take 16.1 MiB and 5.4 MiB per container
+// (hack/bench/shim/run.sh).
 //
 // # Events and exits
 //

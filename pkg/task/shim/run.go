@@ -19,7 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
+	"runtime"
 	"strconv"
 
 	runc "github.com/containerd/go-runc"
@@ -37,10 +37,12 @@ type Config struct {
 	Group     string
 }
 
-// gcPercent keeps the heap of an idle shim near its live size: the shim
-// allocates little and is paid for on every pod, so a collection costs
-// less than the memory the default (100) would hold.
-const gcPercent = 25
+// maxProcs is the shim's GOMAXPROCS. The shim waits on the runtime and on
+// pipes; one P is enough and saves the memory of the idle Ps and their
+// threads: measured 0.3 MiB PSS of a shim holding 10 containers, on 2 CPUs.
+// (A lower GOGC was measured too: 25 costs 0.6 MiB more than the default,
+// the live heap being far under the minimum heap goal.)
+const maxProcs = 1
 
 // Run is the life of a shim process. ready, when not nil, receives "ok\n"
 // once the socket listens, or the error that stopped the shim first; it
@@ -59,7 +61,9 @@ func Run(cfg Config, ready *os.File) (retErr error) {
 			report(retErr.Error() + "\n")
 		}
 	}()
-	debug.SetGCPercent(gcPercent)
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(maxProcs)
+	}
 	if err := validate(cfg); err != nil {
 		return err
 	}
