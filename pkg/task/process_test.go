@@ -28,102 +28,115 @@ func TestExecPsKill(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-
-		// Output captured with a cap, stdin fed, the exit code reported.
-		out := &task.LimitedBuffer{Max: 10}
-		var errOut bytes.Buffer
-		p, err := tk.Exec(ctx, "e1", execSpec("sh", "-c", "cat; echo to-stderr >&2; exit 7"), task.IO{
-			Stdin: strings.NewReader("0123456789abcdef"), Stdout: out, Stderr: &errOut,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := p.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		exit, err := p.Wait(ctx)
-		if err != nil || exit.Status != 7 {
-			t.Fatalf("exec exit %+v, %v", exit, err)
-		}
-		if got := string(out.Bytes()); got != "0123456789" || out.Truncated() != 6 {
-			t.Errorf("stdout %q (+%d), want the first 10 bytes of 16", got, out.Truncated())
-		}
-		if errOut.String() != "to-stderr\n" {
-			t.Errorf("stderr %q", errOut.String())
-		}
-		if _, err := p.Delete(ctx); err != nil {
-			t.Fatal(err)
-		}
-
-		// A long-running exec shows in ps under its exec ID; killing it by
-		// exec ID ends it, not the container.
-		p2, err := tk.Exec(ctx, "e2", execSpec("sleep", "1000"), task.IO{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		execPid, err := p2.Start(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		procs, err := tk.Pids(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := []task.ProcessInfo{{Pid: initPid}, {Pid: execPid, ExecID: "e2"}}
-		slices.SortFunc(want, func(a, b task.ProcessInfo) int { return int(a.Pid) - int(b.Pid) })
-		if !slices.Equal(procs, want) {
-			t.Errorf("pids %+v, want %+v", procs, want)
-		}
-		if err := p2.Kill(ctx, syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		if exit, err := p2.Wait(ctx); err != nil || exit.Status != 137 {
-			t.Fatalf("exec e2 exit %+v, %v", exit, err)
-		}
-		if _, err := p2.Delete(ctx); err != nil {
-			t.Fatal(err)
-		}
-
-		// Signal a given pid of the container: a background child.
-		p3, err := tk.Exec(ctx, "e3", execSpec("sh", "-c", "sleep 1000 & wait $!"), task.IO{Stdout: &bytes.Buffer{}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		shPid, err := p3.Start(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var child uint32
-		for deadline := time.Now().Add(5 * time.Second); child == 0 && time.Now().Before(deadline); {
-			procs, _ = tk.Pids(ctx)
-			for _, pi := range procs {
-				if pi.Pid != initPid && pi.Pid != shPid {
-					child = pi.Pid
-				}
-			}
-		}
-		if child == 0 {
-			t.Fatal("the exec's child never showed in ps")
-		}
-		if err := tk.Kill(ctx, syscall.SIGKILL, task.KillOpts{Pid: child}); err != nil {
-			t.Fatal(err)
-		}
-		// The shell's wait returns the child's status (128+9).
-		if exit, err := p3.Wait(ctx); err != nil || exit.Status != 137 {
-			t.Fatalf("exec e3 exit %+v, %v", exit, err)
-		}
-		if err := tk.Kill(ctx, syscall.SIGKILL, task.KillOpts{Pid: 1}); !errdefs.IsNotFound(err) {
-			t.Errorf("kill of a pid outside the container: %v, want NotFound", err)
-		}
-		if st, err := tk.State(ctx); err != nil || st.Status != shimapi.StatusRunning {
-			t.Errorf("container after the exec kills: %+v, %v", st, err)
-		}
+		execCapturesOutput(t, tk)
+		execShowsInPsAndDies(t, tk, initPid)
+		killGivenPid(t, tk, initPid)
 		remove(t, tk)
 		want2 := []string{"create/", "start/", "exec-added/e1", "exec-started/e1", "exit/e1", "delete/e1"}
 		if got := e.rec.of("c1"); len(got) < len(want2) || !slices.Equal(got[:len(want2)], want2) {
 			t.Errorf("events %v, want them to begin %v", got, want2)
 		}
 	})
+}
+
+// execCapturesOutput: output captured with a cap, stdin fed, the exit
+// code reported.
+func execCapturesOutput(t *testing.T, tk *task.Task) {
+	ctx := waitCtx(t)
+	out := &task.LimitedBuffer{Max: 10}
+	var errOut bytes.Buffer
+	p, err := tk.Exec(ctx, "e1", execSpec("sh", "-c", "cat; echo to-stderr >&2; exit 7"), task.IO{
+		Stdin: strings.NewReader("0123456789abcdef"), Stdout: out, Stderr: &errOut,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	exit, err := p.Wait(ctx)
+	if err != nil || exit.Status != 7 {
+		t.Fatalf("exec exit %+v, %v", exit, err)
+	}
+	if got := string(out.Bytes()); got != "0123456789" || out.Truncated() != 6 {
+		t.Errorf("stdout %q (+%d), want the first 10 bytes of 16", got, out.Truncated())
+	}
+	if errOut.String() != "to-stderr\n" {
+		t.Errorf("stderr %q", errOut.String())
+	}
+	if _, err := p.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// execShowsInPsAndDies: a long-running exec shows in ps under its exec ID;
+// killing it by exec ID ends it, not the container.
+func execShowsInPsAndDies(t *testing.T, tk *task.Task, initPid uint32) {
+	ctx := waitCtx(t)
+	p2, err := tk.Exec(ctx, "e2", execSpec("sleep", "1000"), task.IO{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	execPid, err := p2.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs, err := tk.Pids(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []task.ProcessInfo{{Pid: initPid}, {Pid: execPid, ExecID: "e2"}}
+	slices.SortFunc(want, func(a, b task.ProcessInfo) int { return int(a.Pid) - int(b.Pid) })
+	if !slices.Equal(procs, want) {
+		t.Errorf("pids %+v, want %+v", procs, want)
+	}
+	if err := p2.Kill(ctx, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if exit, err := p2.Wait(ctx); err != nil || exit.Status != 137 {
+		t.Fatalf("exec e2 exit %+v, %v", exit, err)
+	}
+	if _, err := p2.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// killGivenPid signals a given pid of the container: a background child.
+func killGivenPid(t *testing.T, tk *task.Task, initPid uint32) {
+	ctx := waitCtx(t)
+	p3, err := tk.Exec(ctx, "e3", execSpec("sh", "-c", "sleep 1000 & wait $!"), task.IO{Stdout: &bytes.Buffer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shPid, err := p3.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var child uint32
+	for deadline := time.Now().Add(5 * time.Second); child == 0 && time.Now().Before(deadline); {
+		procs, _ := tk.Pids(ctx)
+		for _, pi := range procs {
+			if pi.Pid != initPid && pi.Pid != shPid {
+				child = pi.Pid
+			}
+		}
+	}
+	if child == 0 {
+		t.Fatal("the exec's child never showed in ps")
+	}
+	if err := tk.Kill(ctx, syscall.SIGKILL, task.KillOpts{Pid: child}); err != nil {
+		t.Fatal(err)
+	}
+	// The shell's wait returns the child's status (128+9).
+	if exit, err := p3.Wait(ctx); err != nil || exit.Status != 137 {
+		t.Fatalf("exec e3 exit %+v, %v", exit, err)
+	}
+	if err := tk.Kill(ctx, syscall.SIGKILL, task.KillOpts{Pid: 1}); !errdefs.IsNotFound(err) {
+		t.Errorf("kill of a pid outside the container: %v, want NotFound", err)
+	}
+	if st, err := tk.State(ctx); err != nil || st.Status != shimapi.StatusRunning {
+		t.Errorf("container after the exec kills: %+v, %v", st, err)
+	}
 }
 
 func TestPauseResume(t *testing.T) {

@@ -26,18 +26,19 @@ func TestShimsOutliveKilledDaemon(t *testing.T) {
 	forRuntimes(t, func(t *testing.T, rt string) {
 		e := newEnv(t)
 		job := helperBase(t, e, rt)
-		for i := 0; i < 4; i++ {
-			job.Containers = append(job.Containers, helperContainer{ID: fmt.Sprintf("c%d", i), Group: fmt.Sprintf("g%d", i%2), Args: []string{"sh", "-c", ticker}})
+		const running = 20
+		for i := 0; i < running; i++ {
+			job.Containers = append(job.Containers, helperContainer{ID: fmt.Sprintf("c%d", i), Group: fmt.Sprintf("g%d", i%5), Args: []string{"sh", "-c", ticker}})
 		}
-		job.Containers = append(job.Containers, helperContainer{ID: "short", Group: "g0", Args: []string{"sh", "-c", "sleep 0.5; exit 5"}})
+		job.Containers = append(job.Containers, helperContainer{ID: "short", Group: "g0", Args: []string{"sh", "-c", "sleep 2; exit 5"}})
 		startAndKillHelper(t, job)
 
-		for _, c := range job.Containers[:4] {
+		for _, c := range job.Containers[:running] {
 			path := filepath.Join(job.WorkDir, c.ID+".log")
 			n := logLines(path)
 			waitForLines(t, path, n+5)
 		}
-		time.Sleep(time.Second) // "short" exits meanwhile
+		eventually(t, `"short" exits while no daemon runs`, func() bool { return alive(shortPid(t, e)) == false })
 
 		states := e.restart()
 		byID := map[string]task.State{}
@@ -45,7 +46,7 @@ func TestShimsOutliveKilledDaemon(t *testing.T) {
 			byID[st.ID] = st
 		}
 		ctx := waitCtx(t)
-		for _, c := range job.Containers[:4] {
+		for _, c := range job.Containers[:running] {
 			st := byID[c.ID]
 			if st.Status != shimapi.StatusRunning || st.Pid == 0 || st.Group != c.Group {
 				t.Errorf("%s restored as %+v", c.ID, st)
@@ -216,4 +217,14 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			return
 		}
 	}
+}
+
+// shortPid reads the pid of container "short" from its bundle.
+func shortPid(t *testing.T, e *env) int {
+	b, err := os.ReadFile(filepath.Join(shimapi.GroupDir(e.state, testNS, "g0"), "short", "init.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
 }

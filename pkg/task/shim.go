@@ -210,7 +210,7 @@ func (sh *shim) createLocked(ctx context.Context, opts CreateOpts) (*Task, error
 	}
 	// Indexed before the call so the shim's create event finds its task.
 	sh.m.index(sh.ns, opts.ID, sh)
-	resp, err := c.Create(ctx, &shimapi.CreateRequest{
+	_, err = c.Create(ctx, &shimapi.CreateRequest{
 		ID: opts.ID, Runtime: opts.Runtime, Spec: opts.Spec, Rootfs: opts.Rootfs,
 		IO: fifos.request(opts.IO), Checkpoint: opts.Checkpoint,
 	})
@@ -221,7 +221,7 @@ func (sh *shim) createLocked(ctx context.Context, opts CreateOpts) (*Task, error
 	}
 	fifos.started()
 	sh.m.setFIFOs(sh.ns, opts.ID, "", fifos)
-	return &Task{sh: sh, id: opts.ID, pid: resp.Pid}, nil
+	return &Task{sh: sh, id: opts.ID}, nil
 }
 
 // requestStop asks the follow loop to stop the shim once it holds no

@@ -38,9 +38,8 @@ type State struct {
 // Task is a container's init process, and the way to its exec processes.
 // A Task is a handle: it holds no state, every call asks the shim.
 type Task struct {
-	sh  *shim
-	id  string
-	pid uint32
+	sh *shim
+	id string
 }
 
 // ID is the container's ID.

@@ -395,6 +395,65 @@ func containerdShims(sock string) (pss, rss int) {
 // writeOCIImage writes an OCI image archive of one uncompressed layer
 // holding rootfs, named name, for `ctr images import`.
 func writeOCIImage(path, rootfs, name string) error {
+	layer, err := tarDir(rootfs)
+	if err != nil {
+		return err
+	}
+	blobs := map[string][]byte{}
+	add := func(b []byte) string {
+		sum := sha256.Sum256(b)
+		d := hex.EncodeToString(sum[:])
+		blobs[d] = b
+		return d
+	}
+	layerDigest := add(layer)
+	config, _ := json.Marshal(map[string]any{
+		"architecture": "amd64", "os": "linux",
+		"config": map[string]any{"Env": []string{"PATH=/bin"}, "Cmd": []string{"sh"}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{"sha256:" + layerDigest}},
+	})
+	configDigest := add(config)
+	manifest, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+		"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + configDigest, "size": len(config)},
+		"layers": []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + layerDigest, "size": len(layer)}},
+	})
+	manifestDigest := add(manifest)
+	index, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"manifests": []any{map[string]any{
+			"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + manifestDigest, "size": len(manifest),
+			"annotations": map[string]string{"io.containerd.image.name": name, "org.opencontainers.image.ref.name": "latest"},
+		}},
+	})
+	files := map[string][]byte{"oci-layout": []byte(`{"imageLayoutVersion":"1.0.0"}`), "index.json": index}
+	for d, b := range blobs {
+		files["blobs/sha256/"+d] = b
+	}
+	return writeTar(path, files)
+}
+
+// writeTar writes files (name → content) as a tar archive at path.
+func writeTar(path string, files map[string][]byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	out := tar.NewWriter(f)
+	for name, b := range files {
+		if err := out.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		if _, err := out.Write(b); err != nil {
+			return err
+		}
+	}
+	return out.Close()
+}
+
+// tarDir returns the tree at rootfs as an uncompressed tar layer.
+func tarDir(rootfs string) ([]byte, error) {
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
 	err := filepath.Walk(rootfs, func(p string, fi os.FileInfo, err error) error {
@@ -426,61 +485,12 @@ func writeOCIImage(path, rootfs, name string) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	tw.Close()
-	blobs := map[string][]byte{}
-	add := func(b []byte) string {
-		sum := sha256.Sum256(b)
-		d := hex.EncodeToString(sum[:])
-		blobs[d] = b
-		return d
+	if err := tw.Close(); err != nil {
+		return nil, err
 	}
-	layerDigest := add(layer.Bytes())
-	config, _ := json.Marshal(map[string]any{
-		"architecture": "amd64", "os": "linux",
-		"config": map[string]any{"Env": []string{"PATH=/bin"}, "Cmd": []string{"sh"}},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{"sha256:" + layerDigest}},
-	})
-	configDigest := add(config)
-	manifest, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-		"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + configDigest, "size": len(config)},
-		"layers": []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + layerDigest, "size": layer.Len()}},
-	})
-	manifestDigest := add(manifest)
-	index, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2,
-		"manifests": []any{map[string]any{
-			"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + manifestDigest, "size": len(manifest),
-			"annotations": map[string]string{"io.containerd.image.name": name, "org.opencontainers.image.ref.name": "latest"},
-		}},
-	})
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	out := tar.NewWriter(f)
-	write := func(name string, b []byte) error {
-		if err := out.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		_, err := out.Write(b)
-		return err
-	}
-	if err := write("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
-		return err
-	}
-	if err := write("index.json", index); err != nil {
-		return err
-	}
-	for d, b := range blobs {
-		if err := write("blobs/sha256/"+d, b); err != nil {
-			return err
-		}
-	}
-	return out.Close()
+	return layer.Bytes(), nil
 }
 
 // buildRootfs makes a busybox-static root filesystem at dir.
