@@ -138,8 +138,8 @@
 //	        ├── rootfs/                    mount point of the rootfs mounts
 //	        ├── root/                      the runtime's --root (its state)
 //	        ├── runtime.log                the runtime's own log (JSON)
-//	        ├── init.pid, <exec>.pid       pid files
-//	        └── <exec>.log                 the runtime's log of one exec
+//	        ├── init.pid, exec-<id>.pid    pid files
+//	        └── exec-<id>.log              the runtime's log of one exec
 //
 // Nothing here is a second copy of state: the bundle is the runtime's
 // input, and the daemon finds a shim from (namespace, group) alone.

@@ -116,6 +116,41 @@ func TestTerminal(t *testing.T) {
 	})
 }
 
+func TestExecTerminal(t *testing.T) {
+	forRuntimes(t, func(t *testing.T, rt string) {
+		e := newEnv(t)
+		ctx := waitCtx(t)
+		tk, _ := e.create("g1", rt, "c1", "sleep", "1000")
+		if _, err := tk.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		spec := execSpec("sh", "-c", "read line; echo got:$line; tty")
+		spec.Terminal = true
+		var out bytes.Buffer
+		stdinR, stdinW, _ := os.Pipe()
+		defer stdinW.Close()
+		p, err := tk.Exec(ctx, "e1", spec, task.IO{Terminal: true, Stdin: stdinR, Stdout: &out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Resize(ctx, 80, 24); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintln(stdinW, "hi")
+		if exit, err := p.Wait(ctx); err != nil || exit.Status != 0 {
+			t.Fatalf("exit %+v, %v", exit, err)
+		}
+		got := strings.ReplaceAll(out.String(), "\r", "")
+		if !strings.Contains(got, "got:hi\n") || !strings.Contains(got, "/dev/pts/") {
+			t.Errorf("terminal output %q", got)
+		}
+		remove(t, tk)
+	})
+}
+
 func TestOOMKilled(t *testing.T) {
 	forRuntimes(t, func(t *testing.T, rt string) {
 		e := newEnv(t)

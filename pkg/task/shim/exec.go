@@ -115,8 +115,10 @@ func (s execDeleted) kill(int) error              { return refuseExec(s.e, s.sta
 func (s execDeleted) delete() error               { return refuseExec(s.e, s.status(), "delete") }
 func (s execDeleted) setExited(shimapi.Exit)      {}
 
-func (e *execProcess) pidFile() string { return filepath.Join(e.c.bundle, e.id+".pid") }
-func (e *execProcess) logFile() string { return filepath.Join(e.c.bundle, e.id+".log") }
+// The exec files are prefixed so that no exec ID can name a file of the
+// bundle (init.pid, runtime.log).
+func (e *execProcess) pidFile() string { return filepath.Join(e.c.bundle, "exec-"+e.id+".pid") }
+func (e *execProcess) logFile() string { return filepath.Join(e.c.bundle, "exec-"+e.id+".log") }
 
 // runtimeExec runs the runtime's exec. The process may exit before its
 // pid is known: exits reaped meanwhile are kept (preStart) and matched.
