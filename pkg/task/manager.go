@@ -130,6 +130,19 @@ func (m *Manager) Close() error {
 	return nil
 }
 
+// forget drops the handle on a shim that stopped or died, so that the
+// Manager does not keep one per group ever used. Called with sh.life held.
+func (m *Manager) forget(sh *shim) {
+	m.mu.Lock()
+	if k := (groupKey{sh.ns, sh.group}); m.shims[k] == sh {
+		delete(m.shims, k)
+	}
+	m.mu.Unlock()
+	sh.mu.Lock()
+	sh.removed = true
+	sh.mu.Unlock()
+}
+
 // shimFor returns the daemon's handle on the shim of a group.
 func (m *Manager) shimFor(ns, group string) *shim {
 	m.mu.Lock()
@@ -178,8 +191,12 @@ func (m *Manager) Create(ctx context.Context, group string, opts CreateOpts) (_ 
 		return nil, fmt.Errorf("task %q: %w", opts.ID, errdefs.ErrAlreadyExists)
 	}
 	m.mu.Unlock()
-	sh := m.shimFor(ns, group)
-	return sh.create(ctx, opts)
+	for {
+		t, err := m.shimFor(ns, group).create(ctx, opts)
+		if err != errShimRemoved {
+			return t, err
+		}
+	}
 }
 
 // Get returns the task of container id in the namespace of ctx.

@@ -152,6 +152,7 @@ func (m *Manager) cleanupDeadShim(sh *shim) []State {
 	if len(out) == len(dirs(entries)) {
 		os.RemoveAll(sh.dir)
 		os.Remove(sh.sock)
+		m.forget(sh)
 	}
 	return out
 }

@@ -38,7 +38,13 @@ type shim struct {
 	// its events are delivered; poke interrupts the loop's wait for events.
 	wantStop bool
 	poke     context.CancelFunc
+	// removed: the shim stopped or died and the Manager forgot this
+	// handle; a create that held it retries with a fresh one.
+	removed bool
 }
+
+// errShimRemoved makes Manager.Create retry with a fresh handle.
+var errShimRemoved = errors.New("shim handle removed")
 
 func newShim(m *Manager, ns, group string) *shim {
 	return &shim{
@@ -191,7 +197,7 @@ func (sh *shim) disconnect() {
 // create is asked to exit.
 func (sh *shim) create(ctx context.Context, opts CreateOpts) (*Task, error) {
 	t, err := sh.createLocked(ctx, opts)
-	if err != nil {
+	if err != nil && err != errShimRemoved {
 		sh.requestStop()
 	}
 	return t, err
@@ -200,6 +206,12 @@ func (sh *shim) create(ctx context.Context, opts CreateOpts) (*Task, error) {
 func (sh *shim) createLocked(ctx context.Context, opts CreateOpts) (*Task, error) {
 	sh.life.RLock()
 	defer sh.life.RUnlock()
+	sh.mu.Lock()
+	removed := sh.removed
+	sh.mu.Unlock()
+	if removed {
+		return nil, errShimRemoved
+	}
 	c, err := sh.ensure(ctx)
 	if err != nil {
 		return nil, err
@@ -281,6 +293,7 @@ func (sh *shim) stopIfEmpty(c *shimapi.Client, seq uint64) bool {
 		sh.client = nil
 	}
 	sh.mu.Unlock()
+	sh.m.forget(sh)
 	return true
 }
 
