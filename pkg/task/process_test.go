@@ -2,6 +2,7 @@ package task_test
 
 import (
 	"bytes"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/task"
 	"github.com/cri-runtime/cri-runtime/pkg/task/shimapi"
+	"github.com/cri-runtime/cri-runtime/pkg/task/tasktest"
 )
 
 func execSpec(args ...string) *specs.Process {
@@ -217,3 +219,34 @@ func TestStats(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestCloseStdin: a process reading a stdin the caller never closes ends
+// when CloseStdin is called.
+func TestCloseStdin(t *testing.T) {
+	rt := tasktest.Runtimes(t)[0]
+	e := newEnv(t)
+	ctx := waitCtx(t)
+	tk, _ := e.create("g1", rt, "c1", "sleep", "1000")
+	if _, err := tk.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stdinR, stdinW, _ := os.Pipe()
+	defer stdinW.Close()
+	var out bytes.Buffer
+	p, err := tk.Exec(ctx, "e1", execSpec("sh", "-c", "cat; echo eof"), task.IO{Stdin: stdinR, Stdout: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stdinW.WriteString("data\n")
+	time.Sleep(100 * time.Millisecond)
+	if err := p.CloseStdin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if exit, err := p.Wait(ctx); err != nil || exit.Status != 0 || out.String() != "data\neof\n" {
+		t.Fatalf("exit %+v, %v, output %q", exit, err, out.String())
+	}
+	remove(t, tk)
+}
