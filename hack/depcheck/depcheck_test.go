@@ -77,10 +77,11 @@ var small = struct {
 }{
 	pkgs: []string{
 		"pkg/errdefs", "pkg/identifiers", "pkg/namespaces", "pkg/leases",
-		"pkg/filters", "pkg/mount", "pkg/task/shim", "cmd/cri-runtime-shim",
+		"pkg/filters", "pkg/mount", "pkg/task/shim", "pkg/task/shimapi", "pkg/task/cgroups",
+		"cmd/cri-runtime-shim",
 	},
 	forbidden: []string{
-		"go.etcd.io/bbolt", "github.com/prometheus/", "google.golang.org/grpc",
+		"go.etcd.io/bbolt", "github.com/prometheus/", "google.golang.org/grpc", "google.golang.org/protobuf",
 		"oras.land/", "github.com/containernetworking/", "k8s.io/klog",
 		module + "pkg/meta", module + "pkg/image", module + "pkg/content",
 		module + "pkg/snapshot", module + "pkg/archive", module + "pkg/server",
@@ -91,7 +92,7 @@ var small = struct {
 // forbiddenExternal lists third-party imports a family must not import
 // directly.
 var forbiddenExternal = map[string][]string{
-	"pkg/task": {"go.etcd.io/bbolt", "github.com/prometheus/", "github.com/containernetworking/"},
+	"pkg/task": {"go.etcd.io/bbolt", "github.com/prometheus/", "github.com/containernetworking/", "google.golang.org/grpc"},
 }
 
 type pkgInfo struct {
@@ -238,6 +239,9 @@ func TestRuleCatchesUpwardEdge(t *testing.T) {
 		{"pkg/snapshot/overlay", "pkg/snapshot/storage", true},
 		{"pkg/errdefs", "pkg/namespaces", false},
 		{"pkg/task/shim", "pkg/meta", false},
+		{"pkg/task/shim", "pkg/task/shimapi", true},
+		{"pkg/task", "pkg/image", false},
+		{"pkg/task", "pkg/events", true},
 		{"pkg/image/remote", "pkg/archive", true},
 		{"pkg/server", "pkg/cri", true},
 		{"pkg/cri/spec", "pkg/meta", false},

@@ -927,7 +927,8 @@ func (x *SnapshotRemove) GetSnapshotter() string {
 	return ""
 }
 
-// /tasks/exit
+// /tasks/exit. id is the exec ID, or the container ID for its init
+// process; reason is "OOMKilled" or "ShimGone" when set.
 type TaskExit struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
@@ -935,6 +936,7 @@ type TaskExit struct {
 	Pid           uint32                 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
 	ExitStatus    uint32                 `protobuf:"varint,4,opt,name=exit_status,json=exitStatus,proto3" json:"exit_status,omitempty"`
 	ExitedAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=exited_at,json=exitedAt,proto3" json:"exited_at,omitempty"`
+	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1004,6 +1006,13 @@ func (x *TaskExit) GetExitedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *TaskExit) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // /tasks/oom
 type TaskOOM struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1047,6 +1056,393 @@ func (x *TaskOOM) GetContainerId() string {
 		return x.ContainerId
 	}
 	return ""
+}
+
+// /tasks/create
+type TaskCreate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Pid           uint32                 `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskCreate) Reset() {
+	*x = TaskCreate{}
+	mi := &file_events_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskCreate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskCreate) ProtoMessage() {}
+
+func (x *TaskCreate) ProtoReflect() protoreflect.Message {
+	mi := &file_events_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskCreate.ProtoReflect.Descriptor instead.
+func (*TaskCreate) Descriptor() ([]byte, []int) {
+	return file_events_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *TaskCreate) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *TaskCreate) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+// /tasks/start
+type TaskStart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Pid           uint32                 `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStart) Reset() {
+	*x = TaskStart{}
+	mi := &file_events_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStart) ProtoMessage() {}
+
+func (x *TaskStart) ProtoReflect() protoreflect.Message {
+	mi := &file_events_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStart.ProtoReflect.Descriptor instead.
+func (*TaskStart) Descriptor() ([]byte, []int) {
+	return file_events_v1_events_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *TaskStart) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *TaskStart) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+// /tasks/paused
+type TaskPaused struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskPaused) Reset() {
+	*x = TaskPaused{}
+	mi := &file_events_v1_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskPaused) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskPaused) ProtoMessage() {}
+
+func (x *TaskPaused) ProtoReflect() protoreflect.Message {
+	mi := &file_events_v1_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskPaused.ProtoReflect.Descriptor instead.
+func (*TaskPaused) Descriptor() ([]byte, []int) {
+	return file_events_v1_events_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *TaskPaused) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+// /tasks/resumed
+type TaskResumed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskResumed) Reset() {
+	*x = TaskResumed{}
+	mi := &file_events_v1_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskResumed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskResumed) ProtoMessage() {}
+
+func (x *TaskResumed) ProtoReflect() protoreflect.Message {
+	mi := &file_events_v1_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskResumed.ProtoReflect.Descriptor instead.
+func (*TaskResumed) Descriptor() ([]byte, []int) {
+	return file_events_v1_events_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *TaskResumed) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+// /tasks/exec-added
+type TaskExecAdded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	ExecId        string                 `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskExecAdded) Reset() {
+	*x = TaskExecAdded{}
+	mi := &file_events_v1_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskExecAdded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskExecAdded) ProtoMessage() {}
+
+func (x *TaskExecAdded) ProtoReflect() protoreflect.Message {
+	mi := &file_events_v1_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskExecAdded.ProtoReflect.Descriptor instead.
+func (*TaskExecAdded) Descriptor() ([]byte, []int) {
+	return file_events_v1_events_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *TaskExecAdded) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *TaskExecAdded) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
+}
+
+// /tasks/exec-started
+type TaskExecStarted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	ExecId        string                 `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	Pid           uint32                 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskExecStarted) Reset() {
+	*x = TaskExecStarted{}
+	mi := &file_events_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskExecStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskExecStarted) ProtoMessage() {}
+
+func (x *TaskExecStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_events_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskExecStarted.ProtoReflect.Descriptor instead.
+func (*TaskExecStarted) Descriptor() ([]byte, []int) {
+	return file_events_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *TaskExecStarted) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *TaskExecStarted) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
+}
+
+func (x *TaskExecStarted) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+// /tasks/delete. id is the exec ID, or the container ID.
+type TaskDelete struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Pid           uint32                 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	ExitStatus    uint32                 `protobuf:"varint,4,opt,name=exit_status,json=exitStatus,proto3" json:"exit_status,omitempty"`
+	ExitedAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=exited_at,json=exitedAt,proto3" json:"exited_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskDelete) Reset() {
+	*x = TaskDelete{}
+	mi := &file_events_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskDelete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskDelete) ProtoMessage() {}
+
+func (x *TaskDelete) ProtoReflect() protoreflect.Message {
+	mi := &file_events_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskDelete.ProtoReflect.Descriptor instead.
+func (*TaskDelete) Descriptor() ([]byte, []int) {
+	return file_events_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *TaskDelete) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *TaskDelete) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TaskDelete) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *TaskDelete) GetExitStatus() uint32 {
+	if x != nil {
+		return x.ExitStatus
+	}
+	return 0
+}
+
+func (x *TaskDelete) GetExitedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExitedAt
+	}
+	return nil
 }
 
 var File_events_v1_events_proto protoreflect.FileDescriptor
@@ -1122,16 +1518,44 @@ const file_events_v1_events_proto_rawDesc = "" +
 	"\vsnapshotter\x18\x03 \x01(\tR\vsnapshotter\"D\n" +
 	"\x0eSnapshotRemove\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12 \n" +
-	"\vsnapshotter\x18\x02 \x01(\tR\vsnapshotter\"\xa9\x01\n" +
+	"\vsnapshotter\x18\x02 \x01(\tR\vsnapshotter\"\xc1\x01\n" +
 	"\bTaskExit\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x10\n" +
 	"\x03pid\x18\x03 \x01(\rR\x03pid\x12\x1f\n" +
 	"\vexit_status\x18\x04 \x01(\rR\n" +
 	"exitStatus\x127\n" +
-	"\texited_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bexitedAt\",\n" +
+	"\texited_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bexitedAt\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\",\n" +
 	"\aTaskOOM\x12!\n" +
-	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerIdB9Z7github.com/cri-runtime/cri-runtime/api/events/v1;eventsb\x06proto3"
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"A\n" +
+	"\n" +
+	"TaskCreate\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\rR\x03pid\"@\n" +
+	"\tTaskStart\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\rR\x03pid\"/\n" +
+	"\n" +
+	"TaskPaused\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"0\n" +
+	"\vTaskResumed\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"K\n" +
+	"\rTaskExecAdded\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
+	"\aexec_id\x18\x02 \x01(\tR\x06execId\"_\n" +
+	"\x0fTaskExecStarted\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
+	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\rR\x03pid\"\xab\x01\n" +
+	"\n" +
+	"TaskDelete\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\rR\x03pid\x12\x1f\n" +
+	"\vexit_status\x18\x04 \x01(\rR\n" +
+	"exitStatus\x127\n" +
+	"\texited_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bexitedAtB9Z7github.com/cri-runtime/cri-runtime/api/events/v1;eventsb\x06proto3"
 
 var (
 	file_events_v1_events_proto_rawDescOnce sync.Once
@@ -1145,7 +1569,7 @@ func file_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_events_v1_events_proto_rawDescData
 }
 
-var file_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_events_v1_events_proto_goTypes = []any{
 	(*NamespaceCreate)(nil),       // 0: cri_runtime.events.v1.NamespaceCreate
 	(*NamespaceUpdate)(nil),       // 1: cri_runtime.events.v1.NamespaceUpdate
@@ -1166,27 +1590,35 @@ var file_events_v1_events_proto_goTypes = []any{
 	(*SnapshotRemove)(nil),        // 16: cri_runtime.events.v1.SnapshotRemove
 	(*TaskExit)(nil),              // 17: cri_runtime.events.v1.TaskExit
 	(*TaskOOM)(nil),               // 18: cri_runtime.events.v1.TaskOOM
-	nil,                           // 19: cri_runtime.events.v1.NamespaceCreate.LabelsEntry
-	nil,                           // 20: cri_runtime.events.v1.NamespaceUpdate.LabelsEntry
-	nil,                           // 21: cri_runtime.events.v1.ImageCreate.LabelsEntry
-	nil,                           // 22: cri_runtime.events.v1.ImageUpdate.LabelsEntry
-	nil,                           // 23: cri_runtime.events.v1.ContainerUpdate.LabelsEntry
-	nil,                           // 24: cri_runtime.events.v1.SandboxUpdate.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*TaskCreate)(nil),            // 19: cri_runtime.events.v1.TaskCreate
+	(*TaskStart)(nil),             // 20: cri_runtime.events.v1.TaskStart
+	(*TaskPaused)(nil),            // 21: cri_runtime.events.v1.TaskPaused
+	(*TaskResumed)(nil),           // 22: cri_runtime.events.v1.TaskResumed
+	(*TaskExecAdded)(nil),         // 23: cri_runtime.events.v1.TaskExecAdded
+	(*TaskExecStarted)(nil),       // 24: cri_runtime.events.v1.TaskExecStarted
+	(*TaskDelete)(nil),            // 25: cri_runtime.events.v1.TaskDelete
+	nil,                           // 26: cri_runtime.events.v1.NamespaceCreate.LabelsEntry
+	nil,                           // 27: cri_runtime.events.v1.NamespaceUpdate.LabelsEntry
+	nil,                           // 28: cri_runtime.events.v1.ImageCreate.LabelsEntry
+	nil,                           // 29: cri_runtime.events.v1.ImageUpdate.LabelsEntry
+	nil,                           // 30: cri_runtime.events.v1.ContainerUpdate.LabelsEntry
+	nil,                           // 31: cri_runtime.events.v1.SandboxUpdate.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
 }
 var file_events_v1_events_proto_depIdxs = []int32{
-	19, // 0: cri_runtime.events.v1.NamespaceCreate.labels:type_name -> cri_runtime.events.v1.NamespaceCreate.LabelsEntry
-	20, // 1: cri_runtime.events.v1.NamespaceUpdate.labels:type_name -> cri_runtime.events.v1.NamespaceUpdate.LabelsEntry
-	21, // 2: cri_runtime.events.v1.ImageCreate.labels:type_name -> cri_runtime.events.v1.ImageCreate.LabelsEntry
-	22, // 3: cri_runtime.events.v1.ImageUpdate.labels:type_name -> cri_runtime.events.v1.ImageUpdate.LabelsEntry
-	23, // 4: cri_runtime.events.v1.ContainerUpdate.labels:type_name -> cri_runtime.events.v1.ContainerUpdate.LabelsEntry
-	24, // 5: cri_runtime.events.v1.SandboxUpdate.labels:type_name -> cri_runtime.events.v1.SandboxUpdate.LabelsEntry
-	25, // 6: cri_runtime.events.v1.TaskExit.exited_at:type_name -> google.protobuf.Timestamp
-	7,  // [7:7] is the sub-list for method output_type
-	7,  // [7:7] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	26, // 0: cri_runtime.events.v1.NamespaceCreate.labels:type_name -> cri_runtime.events.v1.NamespaceCreate.LabelsEntry
+	27, // 1: cri_runtime.events.v1.NamespaceUpdate.labels:type_name -> cri_runtime.events.v1.NamespaceUpdate.LabelsEntry
+	28, // 2: cri_runtime.events.v1.ImageCreate.labels:type_name -> cri_runtime.events.v1.ImageCreate.LabelsEntry
+	29, // 3: cri_runtime.events.v1.ImageUpdate.labels:type_name -> cri_runtime.events.v1.ImageUpdate.LabelsEntry
+	30, // 4: cri_runtime.events.v1.ContainerUpdate.labels:type_name -> cri_runtime.events.v1.ContainerUpdate.LabelsEntry
+	31, // 5: cri_runtime.events.v1.SandboxUpdate.labels:type_name -> cri_runtime.events.v1.SandboxUpdate.LabelsEntry
+	32, // 6: cri_runtime.events.v1.TaskExit.exited_at:type_name -> google.protobuf.Timestamp
+	32, // 7: cri_runtime.events.v1.TaskDelete.exited_at:type_name -> google.protobuf.Timestamp
+	8,  // [8:8] is the sub-list for method output_type
+	8,  // [8:8] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_events_v1_events_proto_init() }
@@ -1200,7 +1632,7 @@ func file_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_events_v1_events_proto_rawDesc), len(file_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
