@@ -28,5 +28,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# On a cgroup v1/v2 hybrid host, crun 1.8 refuses to run while the cgroup2
+# hierarchy has controllers ("drop all controllers from cgroupv2"). Debian's
+# hybrid layout leaves hugetlb there; mounting its v1 hierarchy moves it off
+# cgroup2, which changes nothing for runc or systemd. Not kept over a reboot.
+unified=/sys/fs/cgroup/unified
+if [ -s "$unified/cgroup.controllers" ] && grep -qw hugetlb "$unified/cgroup.controllers" &&
+	! grep -q ' /sys/fs/cgroup/hugetlb cgroup .*hugetlb' /proc/mounts; then
+	mkdir -p /sys/fs/cgroup/hugetlb
+	mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+fi
+
 command -v go >/dev/null || { echo "hack/deps.sh: go is required (1.26): install it from go.dev" >&2; exit 1; }
 go mod download
