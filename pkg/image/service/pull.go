@@ -23,14 +23,9 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
 )
 
-const (
-	// pullLeaseExpiry bounds how long the lease of a pull holds what it
-	// fetched should the daemon die before dropping it.
-	pullLeaseExpiry = time.Hour
-	// cleanupTimeout bounds the cleanup after a failed pull and the
-	// deletion of a pull's lease.
-	cleanupTimeout = 30 * time.Second
-)
+// cleanupTimeout bounds the cleanup after a failed pull and each update
+// of a pull's lease.
+const cleanupTimeout = 30 * time.Second
 
 // PullOpt configures a pull.
 type PullOpt func(*pullOptions)
@@ -174,18 +169,11 @@ func (s *Service) pull(ctx context.Context, ref string, o *pullOptions, rep *rep
 	log := klog.FromContext(ctx).WithValues("image", ref)
 	ctx = klog.NewContext(ctx, log)
 	log.V(2).Info("Pull started")
-	base := ctx
-	ctx, done, err := meta.WithLease(ctx, s.db.Leases(), meta.WithExpiration(pullLeaseExpiry))
+	ctx, lease, err := s.startLease(ctx, ref)
 	if err != nil {
-		return meta.Image{}, fmt.Errorf("pull %s: lease: %w", ref, err)
+		return meta.Image{}, err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if err := done(cctx); err != nil {
-			log.Error(err, "Pull lease not deleted; it expires on its own")
-		}
-	}()
+	defer func() { lease.end(retErr) }()
 
 	resolver := s.resolver
 	if o.cred != nil {
@@ -201,7 +189,7 @@ func (s *Service) pull(ctx context.Context, ref string, o *pullOptions, rep *rep
 	if err != nil {
 		return meta.Image{}, err
 	}
-	p := newPuller(s, base, fetcher, o, rep)
+	p := newPuller(s, fetcher, o, rep)
 	if err := p.run(ctx, desc); err != nil {
 		return meta.Image{}, fmt.Errorf("pull %s: %w", ref, err)
 	}

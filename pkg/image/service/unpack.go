@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,16 +90,11 @@ func (p *puller) newJob(ctx context.Context, config ocispec.Descriptor, layers [
 	}
 	for i, l := range layers {
 		j.ready[i] = make(chan struct{})
-		if i < j.start {
-			p.rep.emit(Progress{Desc: l, State: StateExists, Total: l.Size})
-			continue
+		if i >= j.start {
+			j.unclaim[l.Digest] = append(j.unclaim[l.Digest], i)
 		}
-		j.unclaim[l.Digest] = append(j.unclaim[l.Digest], i)
 		p.rep.emit(Progress{Desc: l, State: StateWaiting, Total: l.Size})
 	}
-	// The layers below start are not fetched: their blobs count as
-	// existing whether or not the content store still has them.
-	p.stats.existing.Add(int64(j.start))
 	p.stats.unpackedExisting.Add(int64(j.start))
 	p.mu.Lock()
 	p.jobs = append(p.jobs, j)
@@ -111,8 +107,23 @@ func (p *puller) newJob(ctx context.Context, config ocispec.Descriptor, layers [
 	return j, nil
 }
 
-// todo lists the layers to fetch.
-func (j *unpackJob) todo() []ocispec.Descriptor { return j.layers[j.start:] }
+// todo lists the layers to fetch: those to unpack, then those already
+// unpacked, whose blobs are fetched only if the content store lost them
+// (an image's blobs stay whole: `images check` and a push need them).
+func (j *unpackJob) todo() []ocispec.Descriptor {
+	todo := slices.Clone(j.layers[j.start:])
+	seen := map[digest.Digest]bool{}
+	for _, l := range todo {
+		seen[l.Digest] = true
+	}
+	for _, l := range j.layers[:j.start] {
+		if !seen[l.Digest] {
+			seen[l.Digest] = true
+			todo = append(todo, l)
+		}
+	}
+	return todo
+}
 
 func (j *unpackJob) claim(dgst digest.Digest) (int, bool) {
 	j.mu.Lock()
