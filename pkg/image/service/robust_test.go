@@ -124,6 +124,13 @@ type fakeRegistry struct {
 	// stalled, when set, is sent to (without blocking) once the blob
 	// hang has sent its first half.
 	stalled chan<- struct{}
+	// cut, once cutAfter is closed, sends its first half and drops the
+	// connection, as a registry that dies.
+	cut      digest.Digest
+	cutAfter <-chan struct{}
+	// slow is sent in 20 pieces over slowFor.
+	slow    digest.Digest
+	slowFor time.Duration
 }
 
 func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -147,6 +154,27 @@ func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	if r.Method == http.MethodHead {
+		return
+	}
+	switch d {
+	case f.cut:
+		select {
+		case <-f.cutAfter:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = w.Write(b[:len(b)/2])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	case f.slow:
+		step := (len(b) + 19) / 20
+		for i := 0; i < len(b); i += step {
+			time.Sleep(f.slowFor / 20)
+			if _, err := w.Write(b[i:min(i+step, len(b))]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
 		return
 	}
 	if d == f.hang {
@@ -352,6 +380,9 @@ func TestConfigValidate(t *testing.T) {
 		"stall_timeout":            func(c *Config) { c.StallTimeout = 0 },
 		"max_layer_size":           func(c *Config) { c.MaxLayerSize = 0 },
 		"max_unpack_parallel":      func(c *Config) { c.MaxUnpackParallel = 0 },
+		"keep_failed_pull":         func(c *Config) { c.KeepFailedPull = 0 },
+		"fetch_retries":            func(c *Config) { c.FetchRetries = -1 },
+		"fetch_retry_time":         func(c *Config) { c.FetchRetryTime = 0 },
 	} {
 		c := DefaultConfig()
 		mutate(&c)
