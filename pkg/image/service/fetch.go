@@ -294,7 +294,7 @@ func (p *puller) download(ctx context.Context, w content.Writer, desc ocispec.De
 		klog.FromContext(ctx).V(2).Info("Resuming download", "digest", desc.Digest, "offset", offset, "size", desc.Size)
 	}
 	start := time.Now()
-	body, err := p.open(ctx, desc, offset)
+	body, err := p.openRetrying(ctx, desc, offset)
 	if err != nil {
 		return err
 	}
@@ -393,13 +393,17 @@ func (b *stallBody) Close() error {
 // teeReader hands what it reads from r to w too: the network body goes to
 // the decompressor and the content writer in one pass.
 type teeReader struct {
-	r  io.Reader
-	w  io.Writer
-	bp *blobProgress
+	r    io.Reader
+	w    io.Writer
+	bp   *blobProgress
+	rerr error // the first error of r but EOF: the fetch failed
 }
 
 func (t *teeReader) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF && t.rerr == nil {
+		t.rerr = err
+	}
 	if n > 0 {
 		if _, werr := t.w.Write(p[:n]); werr != nil {
 			return 0, werr

@@ -96,8 +96,8 @@ func TestFailedPullKeepsFinishedLayers(t *testing.T) {
 				close(cutAfter)
 			}()
 			_, err := e.svc.Pull(e.ctx, host+"/test/keep:v1")
-			if !errdefs.IsUnavailable(err) {
-				t.Fatalf("pull from a registry that died: %v, want Unavailable", err)
+			if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), ls[3].Desc.Digest.String()) || !strings.Contains(err.Error(), host) {
+				t.Fatalf("pull from a registry that died: %v, want Unavailable naming the blob and %s", err, host)
 			}
 			t.Logf("pull: %v", err)
 			l, err := e.DB.Leases().List(e.ctx)

@@ -257,12 +257,13 @@ func TestPullRefusesManifestOverTheLimit(t *testing.T) {
 func TestPullStallTimeout(t *testing.T) {
 	l := randomLayer(t, 1<<20)
 	built := imagetest.Image{Layers: []imagetest.Layer{l}}.Build(t)
-	e := newTestEnv(t, "overlayfs", func(cfg *Config) { cfg.StallTimeout = gcDuration(300 * time.Millisecond) })
+	e := newTestEnv(t, "overlayfs", func(cfg *Config) { cfg.StallTimeout = gcDuration(300 * time.Millisecond); cfg.FetchRetries = 1 })
 	host := serveFake(t, built, func(f *fakeRegistry) { f.hang = l.Desc.Digest })
 	start := time.Now()
 	_, err := e.svc.Pull(e.ctx, host+"/test/stall:v1")
-	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), l.Desc.Digest.String()) || !strings.Contains(err.Error(), "stall_timeout") {
-		t.Fatalf("pull: %v, want Unavailable naming the blob and stall_timeout", err)
+	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), l.Desc.Digest.String()) || !strings.Contains(err.Error(), "stall_timeout") ||
+		!strings.Contains(err.Error(), "after 1 retries") {
+		t.Fatalf("pull: %v, want Unavailable naming the blob and stall_timeout, after one retry", err)
 	}
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("stall detected after %v", d)

@@ -204,7 +204,7 @@ func (j *unpackJob) stream(ctx context.Context, i int, w content.Writer) error {
 	}
 	start := time.Now()
 	err = func() error {
-		body, err := p.open(ctx, desc, 0)
+		body, err := p.openRetrying(ctx, desc, 0)
 		if err != nil {
 			return err
 		}
@@ -215,6 +215,9 @@ func (j *unpackJob) stream(ctx context.Context, i int, w content.Writer) error {
 		defer aw.Close()
 		tee := &teeReader{r: body, w: aw, bp: bp}
 		diffID, _, aerr := archive.ApplyLayer(ctx, root, tee, desc.MediaType, j.applyOpts(true)...)
+		if tee.rerr != nil {
+			return tee.rerr // the fetch failed, not the layer
+		}
 		err = tee.drain()
 		if cerr := aw.Close(); err == nil {
 			err = cerr
