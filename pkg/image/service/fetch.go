@@ -39,6 +39,7 @@ type puller struct {
 	eg  *errgroup.Group
 	ctx context.Context
 
+	root     digest.Digest          // the target the reference resolved to
 	mu       sync.Mutex             // guards selected and jobs
 	selected map[digest.Digest]bool // manifests and indexes to unpack
 	jobs     []*unpackJob
@@ -68,6 +69,7 @@ func (p *puller) openIngest(ctx context.Context, desc ocispec.Descriptor) (conte
 func (p *puller) run(ctx context.Context, root ocispec.Descriptor) error {
 	eg, ectx := errgroup.WithContext(ctx)
 	p.eg, p.ctx = eg, ectx
+	p.root = root.Digest
 	p.selected[root.Digest] = true
 	limiter := semaphore.NewWeighted(int64(p.s.cfg.MaxConcurrentDownloads))
 	eg.Go(func() error {
@@ -176,7 +178,7 @@ func (p *puller) handleManifest(ctx context.Context, desc ocispec.Descriptor) ([
 	if !selected {
 		return layers, nil
 	}
-	job, err := p.newJob(ctx, config, layers)
+	job, err := p.newJob(ctx, desc, config, layers)
 	if err != nil {
 		return nil, err
 	}

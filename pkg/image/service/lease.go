@@ -89,8 +89,11 @@ func (pl *pullLease) renew(every time.Duration) {
 }
 
 // end stops the renewal and deletes the lease after a pull that
-// succeeded; after one that failed it keeps the lease, and what it holds,
-// for keep_failed_pull, unless it holds nothing.
+// succeeded, or that was refused (InvalidArgument, FailedPrecondition: a
+// bad image or a blob that does not match; NotFound: no such image or
+// platform), as pulling again would not help; after any
+// other failure it keeps the lease, and what it holds, for
+// keep_failed_pull, unless it holds nothing.
 func (pl *pullLease) end(pullErr error) {
 	if !pl.own {
 		return
@@ -101,7 +104,7 @@ func (pl *pullLease) end(pullErr error) {
 	defer cancel()
 	log := klog.FromContext(ctx)
 	l := meta.Lease{ID: pl.id}
-	if pullErr != nil {
+	if pullErr != nil && !refused(pullErr) {
 		if rs, err := pl.lm.ListResources(ctx, l); err != nil || len(rs) > 0 {
 			at := time.Now().Add(pl.keep)
 			if _, err := pl.lm.SetExpiry(ctx, pl.id, at); err != nil && !errdefs.IsNotFound(err) {
@@ -115,4 +118,9 @@ func (pl *pullLease) end(pullErr error) {
 	if err := pl.lm.Delete(ctx, l); err != nil && !errdefs.IsNotFound(err) {
 		log.Error(err, "Pull lease not deleted; it expires on its own", "lease", pl.id)
 	}
+}
+
+// refused reports whether err says that the image itself is refused.
+func refused(err error) bool {
+	return errdefs.IsInvalidArgument(err) || errdefs.IsNotFound(err) || errdefs.IsFailedPrecondition(err)
 }

@@ -82,6 +82,7 @@ func TestPullRefusesMaliciousImages(t *testing.T) {
 				}
 				t.Logf("%s: %v", sn, err)
 				e.checkNothingLeft(t, built)
+				e.checkNoLease(t)
 				if b, err := os.ReadFile(victim); err != nil || string(b) != "keep me" {
 					t.Fatalf("victim changed: %q, %v", b, err)
 				}
@@ -90,6 +91,15 @@ func TestPullRefusesMaliciousImages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkNoLease checks that a refused pull dropped its lease: pulling
+// again would not help, so nothing is kept for it.
+func (e *testEnv) checkNoLease(t *testing.T) {
+	t.Helper()
+	if ls, err := e.DB.Leases().List(e.ctx); err != nil || len(ls) != 0 {
+		t.Errorf("leases after a refused pull: %v, %v", ls, err)
 	}
 }
 
@@ -231,6 +241,7 @@ func TestPullRefusesBlobThatLiesAboutItsDigest(t *testing.T) {
 			t.Fatalf("%s: pull: %v, want FailedPrecondition naming %s", sn, err, lie.Desc.Digest)
 		}
 		e.checkNothingLeft(t, built)
+		e.checkNoLease(t)
 		if _, err := e.DB.ContentStore().Status(e.ctx, ingestRef(lie.Desc)); !errdefs.IsNotFound(err) {
 			t.Errorf("%s: the bad ingest was kept for resuming: %v", sn, err)
 		}

@@ -62,11 +62,14 @@ type appliedLayer struct {
 	over bool
 }
 
-// newJob reads the config, finds the layers already unpacked, registers
-// the job and starts its committer.
-func (p *puller) newJob(ctx context.Context, config ocispec.Descriptor, layers []ocispec.Descriptor) (*unpackJob, error) {
+// newJob reads the config of the manifest mf, finds the layers already
+// unpacked, registers the job and starts its committer.
+func (p *puller) newJob(ctx context.Context, mf, config ocispec.Descriptor, layers []ocispec.Descriptor) (*unpackJob, error) {
 	img, err := image.ReadConfig(ctx, p.s.cs, config)
 	if err != nil {
+		return nil, err
+	}
+	if err := p.checkPlatform(mf, img.Platform); err != nil {
 		return nil, err
 	}
 	if len(img.RootFS.DiffIDs) != len(layers) {
@@ -105,6 +108,18 @@ func (p *puller) newJob(ctx context.Context, config ocispec.Descriptor, layers [
 		p.eg.Go(func() error { return j.applyInOrder(p.ctx) })
 	}
 	return j, nil
+}
+
+// checkPlatform refuses the manifest the reference resolved to when its
+// config names a platform that the platforms asked for (the host's by
+// default) do not match, as containerd does: an index was filtered by
+// platform already, a single manifest was not. NotFound, as no manifest
+// for the platform exists.
+func (p *puller) checkPlatform(mf ocispec.Descriptor, pl ocispec.Platform) error {
+	if mf.Digest != p.root || (pl.OS == "" && pl.Architecture == "") || p.unpackM.Match(pl) {
+		return nil
+	}
+	return fmt.Errorf("manifest %s is for %s, not for %s: %w", mf.Digest, image.FormatPlatform(image.NormalizePlatform(pl)), p.unpackM, errdefs.ErrNotFound)
 }
 
 // todo lists the layers to fetch: those to unpack, then those already
