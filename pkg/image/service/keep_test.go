@@ -11,6 +11,7 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/image"
 	"github.com/cri-runtime/cri-runtime/pkg/image/imagetest"
+	"github.com/cri-runtime/cri-runtime/pkg/meta"
 )
 
 // fourLayers is an image of three small layers and a larger last one.
@@ -186,5 +187,55 @@ func TestPullRestoresDeletedLayer(t *testing.T) {
 	}
 	if n := e.rt.blobGets(ls[0].Desc); n != 1 {
 		t.Errorf("present layer fetched %d times, want 1", n)
+	}
+}
+
+// TestSyncRemoveReportsWhatIsHeld removes an image whose layers a failed
+// pull's lease and another image still hold: the synchronous remove must
+// say so, naming the lease and its expiry and the image.
+func TestSyncRemoveReportsWhatIsHeld(t *testing.T) {
+	e := newTestEnv(t, "overlayfs", func(c *Config) { c.FetchRetries = 0; c.MaxConcurrentDownloads = 4 })
+	built, ls := fourLayers(t)
+	cutAfter := make(chan struct{})
+	failing := serveFake(t, built, func(f *fakeRegistry) { f.cut, f.cutAfter = ls[3].Desc.Digest, cutAfter })
+	go func() {
+		waitCommitted(t, e, ls[0].Desc, ls[1].Desc, ls[2].Desc)
+		close(cutAfter)
+	}()
+	if _, err := e.svc.Pull(e.ctx, failing+"/test/held:v1"); err == nil {
+		t.Fatal("pull from a registry that died succeeded")
+	}
+	leases, err := e.DB.Leases().List(e.ctx)
+	if err != nil || len(leases) != 1 {
+		t.Fatalf("leases after a failed pull: %v, %v", leases, err)
+	}
+	host := serveFake(t, built, nil)
+	img, err := e.svc.Pull(e.ctx, host+"/test/held:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.DB.Images().Create(e.ctx, meta.Image{Name: "example.com/held:copy", Target: img.Target}); err != nil {
+		t.Fatal(err)
+	}
+
+	held, err := e.svc.Remove(e.ctx, img.Name, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lease, image *meta.Holder
+	for i, h := range held {
+		t.Logf("held by %s %q (expires %v): %d blobs, %d snapshots", h.Kind, h.ID, h.Lease.ExpiresAt, len(h.Content), len(h.Snapshots))
+		switch h.Kind {
+		case meta.HolderLease:
+			lease = &held[i]
+		case meta.HolderImage:
+			image = &held[i]
+		}
+	}
+	if lease == nil || lease.ID != leases[0].ID || lease.Lease.ExpiresAt.IsZero() || len(lease.Content) < 3 {
+		t.Errorf("holders %+v: want the failed pull's lease %s with at least its 3 layers", held, leases[0].ID)
+	}
+	if image == nil || image.ID != "example.com/held:copy" || len(image.Content) != len(built.Blobs) || len(image.Snapshots) != 4 {
+		t.Errorf("holders %+v: want the image example.com/held:copy with %d blobs and 4 snapshots", held, len(built.Blobs))
 	}
 }

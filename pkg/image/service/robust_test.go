@@ -357,8 +357,8 @@ func TestRemoveFreesBlobsAndSnapshots(t *testing.T) {
 	if n := countEntries(t, snaps); n != 3 {
 		t.Fatalf("%d snapshot directories after the pull, want 3", n)
 	}
-	if err := e.svc.Remove(e.ctx, img.Name, true); err != nil {
-		t.Fatal(err)
+	if held, err := e.svc.Remove(e.ctx, img.Name, true); err != nil || len(held) != 0 {
+		t.Fatalf("remove: %v, held %+v", err, held)
 	}
 	if n := countEntries(t, blobs); n != 0 {
 		t.Errorf("%d blobs left after remove", n)
@@ -369,7 +369,7 @@ func TestRemoveFreesBlobsAndSnapshots(t *testing.T) {
 	if _, err := e.svc.Get(e.ctx, img.Name); !errdefs.IsNotFound(err) {
 		t.Errorf("get after remove: %v", err)
 	}
-	if err := e.svc.Remove(e.ctx, img.Name, false); !errdefs.IsNotFound(err) {
+	if _, err := e.svc.Remove(e.ctx, img.Name, false); !errdefs.IsNotFound(err) {
 		t.Errorf("second remove: %v", err)
 	}
 }
