@@ -169,6 +169,11 @@ func (s *Service) pull(ctx context.Context, ref string, o *pullOptions, rep *rep
 	log := klog.FromContext(ctx).WithValues("image", ref)
 	ctx = klog.NewContext(ctx, log)
 	log.V(2).Info("Pull started")
+	defer func() {
+		if retErr != nil {
+			log.Error(retErr, "Pull failed", "class", errClass(retErr), "elapsed", time.Since(start))
+		}
+	}()
 	ctx, lease, err := s.startLease(ctx, ref)
 	if err != nil {
 		return meta.Image{}, err
@@ -203,6 +208,25 @@ func (s *Service) pull(ctx context.Context, ref string, o *pullOptions, rep *rep
 	log.V(2).Info("Pull done", "name", name, "digest", desc.Digest, "elapsed", sum.Elapsed,
 		"fetched", sum.Fetched, "bytes", sum.FetchedBytes, "unpacked", sum.Unpacked, "streamed", sum.Streamed)
 	return img, nil
+}
+
+// errClass names the errdefs class of err, for logs.
+func errClass(err error) string {
+	for _, c := range []struct {
+		is   func(error) bool
+		name string
+	}{
+		{errdefs.IsCanceled, "Canceled"}, {errdefs.IsDeadlineExceeded, "DeadlineExceeded"},
+		{errdefs.IsNotFound, "NotFound"}, {errdefs.IsInvalidArgument, "InvalidArgument"},
+		{errdefs.IsFailedPrecondition, "FailedPrecondition"}, {errdefs.IsUnavailable, "Unavailable"},
+		{errdefs.IsResourceExhausted, "ResourceExhausted"}, {errdefs.IsAlreadyExists, "AlreadyExists"},
+		{errdefs.IsNotImplemented, "NotImplemented"}, {errdefs.IsConflict, "Conflict"}, {errdefs.IsInternal, "Internal"},
+	} {
+		if c.is(err) {
+			return c.name
+		}
+	}
+	return "Unknown"
 }
 
 // putImage records name → target, creating the image or moving its target.

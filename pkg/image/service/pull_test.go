@@ -5,7 +5,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/go-logr/logr/funcr"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"k8s.io/klog/v2"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/image"
@@ -227,4 +229,30 @@ func TestPullRefusesSingleManifestOfAnotherPlatform(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFailedPullIsLogged checks that a failed pull logs its reference and
+// the class of its error.
+func TestFailedPullIsLogged(t *testing.T) {
+	e := newTestEnv(t, "overlayfs")
+	host := imagetest.StartRegistry(t)
+	var mu sync.Mutex
+	var logs []string
+	logger := funcr.New(func(prefix, args string) {
+		mu.Lock()
+		logs = append(logs, prefix+" "+args)
+		mu.Unlock()
+	}, funcr.Options{})
+	ref := host + "/test/missing:v1"
+	if _, err := e.svc.Pull(klog.NewContext(e.ctx, logger), ref); !errdefs.IsNotFound(err) {
+		t.Fatalf("pull of a missing tag: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, l := range logs {
+		if strings.Contains(l, `"msg"="Pull failed"`) && strings.Contains(l, `"image"="`+ref+`"`) && strings.Contains(l, `"class"="NotFound"`) {
+			return
+		}
+	}
+	t.Errorf("no log of the failed pull with its image and class in:\n%s", strings.Join(logs, "\n"))
 }
