@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
@@ -37,6 +38,28 @@ func waitCommitted(t *testing.T, e *testEnv, descs ...ocispec.Descriptor) {
 	}
 }
 
+// waitUnpacked returns once the snapshots of the first n layers of ls are
+// committed in e's namespace.
+func waitUnpacked(t *testing.T, e *testEnv, ls []imagetest.Layer, n int) {
+	t.Helper()
+	var diffIDs []digest.Digest
+	for _, l := range ls {
+		diffIDs = append(diffIDs, l.DiffID)
+	}
+	sn := e.DB.Snapshotter(e.svc.Snapshotter())
+	for _, c := range image.ChainIDs(diffIDs)[:n] {
+		for {
+			if _, err := sn.Stat(e.ctx, c.String()); err == nil {
+				break
+			}
+			if e.ctx.Err() != nil {
+				t.Fatalf("snapshot %s never committed", c)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
 // restart replaces e's service by a new one over the same database, as a
 // daemon that starts again.
 func (e *testEnv) restart(t *testing.T) {
@@ -58,9 +81,17 @@ func checkRepull(t *testing.T, e *testEnv, built imagetest.Built, ls []imagetest
 	if _, err := e.DB.GarbageCollect(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	img, err := e.svc.Pull(e.ctx, host+"/test/keep:v1")
+	var sum *Summary
+	img, err := e.svc.Pull(e.ctx, host+"/test/keep:v1", WithProgress(func(p Progress) {
+		if p.Summary != nil {
+			sum = p.Summary
+		}
+	}))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if sum == nil || sum.UnpackedExisting != 3 || sum.Unpacked != 1 {
+		t.Errorf("re-pull summary %+v: want the 3 layers unpacked before kept, 1 unpacked", sum)
 	}
 	for i, l := range ls[:3] {
 		if n := e.rt.blobGets(l.Desc); n != 0 {
@@ -94,6 +125,7 @@ func TestFailedPullKeepsFinishedLayers(t *testing.T) {
 			host := serveFake(t, built, func(f *fakeRegistry) { f.cut, f.cutAfter = ls[3].Desc.Digest, cutAfter })
 			go func() {
 				waitCommitted(t, e, ls[0].Desc, ls[1].Desc, ls[2].Desc)
+				waitUnpacked(t, e, ls, 3)
 				close(cutAfter)
 			}()
 			_, err := e.svc.Pull(e.ctx, host+"/test/keep:v1")
@@ -133,6 +165,7 @@ func TestCloseKeepsFinishedLayers(t *testing.T) {
 		t.Fatalf("pull ended before the registry stalled: %v", err)
 	}
 	waitCommitted(t, e, ls[0].Desc, ls[1].Desc, ls[2].Desc)
+	waitUnpacked(t, e, ls, 3)
 	if err := e.svc.Close(e.ctx); err != nil {
 		t.Fatal(err)
 	}
