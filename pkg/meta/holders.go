@@ -51,104 +51,121 @@ func (db *DB) Holders(ctx context.Context, content []digest.Digest, snapshots []
 	return out, err
 }
 
+// explainer finds, for the wanted nodes of one namespace, what reaches
+// each.
+type explainer struct {
+	g         *graph
+	ids       map[gc.ResourceType]map[string]int32 // the namespace's nodes by kind and key
+	wanted    map[int32]bool                       // the resources asked about that exist and are kept
+	explained map[int32]bool
+	out       []Holder
+}
+
 func holders(btx *bolt.Tx, ns string, now time.Time, content []digest.Digest, snapshots []string) []Holder {
 	g := scanGraph(btx, now, graphHint{})
 	reached := g.mark()
-	// The nodes of ns by kind and key ("<snapshotter>/<key>" for snapshots).
-	ids := map[gc.ResourceType]map[string]int32{gc.ResourceContent: {}, gc.ResourceIngest: {}, gc.ResourceSnapshot: {}}
+	x := &explainer{g: g, wanted: map[int32]bool{}, explained: map[int32]bool{},
+		ids: map[gc.ResourceType]map[string]int32{gc.ResourceContent: {}, gc.ResourceIngest: {}, gc.ResourceSnapshot: {}}}
 	for i, n := range g.nodes {
 		if n.ns == ns {
-			ids[n.typ][string(n.key)] = int32(i)
+			x.ids[n.typ][string(n.key)] = int32(i)
 		}
 	}
-	// wanted: the resources asked about that exist and are kept.
-	wanted := map[int32]bool{}
 	for _, d := range content {
-		if id, ok := ids[gc.ResourceContent][d.String()]; ok && reached[id] {
-			wanted[id] = true
+		if id, ok := x.ids[gc.ResourceContent][d.String()]; ok && reached[id] {
+			x.wanted[id] = true
 		}
 	}
 	for _, s := range snapshots {
-		if id, ok := ids[gc.ResourceSnapshot][s]; ok && reached[id] {
-			wanted[id] = true
+		if id, ok := x.ids[gc.ResourceSnapshot][s]; ok && reached[id] {
+			x.wanted[id] = true
 		}
 	}
-	if len(wanted) == 0 {
+	if len(x.wanted) == 0 {
 		return nil
 	}
-	explained := map[int32]bool{}
-	var out []Holder
-	add := func(h Holder, from []int32) {
-		for _, id := range reach(g, from) {
-			if !wanted[id] {
-				continue
-			}
-			explained[id] = true
-			n := g.nodes[id]
-			if n.typ == gc.ResourceContent {
-				h.Content = append(h.Content, digest.Digest(n.key))
-			} else {
-				h.Snapshots = append(h.Snapshots, string(n.key))
-			}
-		}
-		if len(h.Content)+len(h.Snapshots) > 0 {
-			out = append(out, h)
-		}
-	}
-	if lbkt := nsBucket(btx, ns, bucketKeyLeases); lbkt != nil {
-		_ = lbkt.ForEachBucket(func(k []byte) error {
-			bkt := lbkt.Bucket(k)
-			l := Lease{ID: string(k), Labels: readLabels(bkt), CreatedAt: readTime(bkt, keyCreatedAt)}
-			l.ExpiresAt, _ = leaseExpiry(l.Labels)
-			if !l.ExpiresAt.IsZero() && !l.ExpiresAt.After(now) {
-				return nil // expired: the collector deletes it
-			}
-			var from []int32
-			for _, r := range leaseResources(bkt) {
-				typ, key := gc.ResourceContent, r.ID
-				switch r.Type {
-				case ResourceContent:
-				case ResourceIngests:
-					typ = gc.ResourceIngest
-				default:
-					typ, key = gc.ResourceSnapshot, r.Type[len(ResourceSnapshots)+1:]+"/"+r.ID
-				}
-				if id, ok := ids[typ][key]; ok {
-					from = append(from, id)
-				}
-			}
-			add(Holder{Kind: HolderLease, ID: l.ID, Lease: l}, from)
-			return nil
-		})
-	}
-	if ibkt := nsBucket(btx, ns, bucketKeyImages); ibkt != nil {
-		_ = ibkt.ForEachBucket(func(name []byte) error {
-			if tbkt := ibkt.Bucket(name).Bucket(bucketKeyTarget); tbkt != nil {
-				if id, ok := ids[gc.ResourceContent][string(tbkt.Get(keyDigest))]; ok {
-					add(Holder{Kind: HolderImage, ID: string(name)}, []int32{id})
-				}
-			}
-			return nil
-		})
-	}
+	x.leases(nsBucket(btx, ns, bucketKeyLeases), now)
+	x.images(nsBucket(btx, ns, bucketKeyImages))
 	other := Holder{Kind: HolderOther}
-	for id := range wanted {
-		if explained[id] {
-			continue
-		}
-		n := g.nodes[id]
-		if n.typ == gc.ResourceContent {
-			other.Content = append(other.Content, digest.Digest(n.key))
-		} else {
-			other.Snapshots = append(other.Snapshots, string(n.key))
+	for id := range x.wanted {
+		if !x.explained[id] {
+			other.add(g.nodes[id])
 		}
 	}
 	if len(other.Content)+len(other.Snapshots) > 0 {
 		sort.Slice(other.Content, func(i, j int) bool { return other.Content[i] < other.Content[j] })
 		sort.Strings(other.Snapshots)
-		out = append(out, other)
+		x.out = append(x.out, other)
 	}
-	return out
+	return x.out
+}
+
+// add lists the node n in h.
+func (h *Holder) add(n node) {
+	if n.typ == gc.ResourceContent {
+		h.Content = append(h.Content, digest.Digest(n.key))
+	} else {
+		h.Snapshots = append(h.Snapshots, string(n.key))
+	}
+}
+
+// hold adds h with the wanted nodes reachable from from, if any.
+func (x *explainer) hold(h Holder, from []int32) {
+	for _, id := range reach(x.g, from) {
+		if x.wanted[id] {
+			x.explained[id] = true
+			h.add(x.g.nodes[id])
+		}
+	}
+	if len(h.Content)+len(h.Snapshots) > 0 {
+		x.out = append(x.out, h)
+	}
+}
+
+// leases explains by the live leases of lbkt.
+func (x *explainer) leases(lbkt *bolt.Bucket, now time.Time) {
+	if lbkt == nil {
+		return
+	}
+	_ = lbkt.ForEachBucket(func(k []byte) error {
+		bkt := lbkt.Bucket(k)
+		l := Lease{ID: string(k), Labels: readLabels(bkt), CreatedAt: readTime(bkt, keyCreatedAt)}
+		l.ExpiresAt, _ = leaseExpiry(l.Labels)
+		if !l.ExpiresAt.IsZero() && !l.ExpiresAt.After(now) {
+			return nil // expired: the collector deletes it
+		}
+		var from []int32
+		for _, r := range leaseResources(bkt) {
+			typ, key := gc.ResourceContent, r.ID
+			switch r.Type {
+			case ResourceContent:
+			case ResourceIngests:
+				typ = gc.ResourceIngest
+			default:
+				typ, key = gc.ResourceSnapshot, r.Type[len(ResourceSnapshots)+1:]+"/"+r.ID
+			}
+			if id, ok := x.ids[typ][key]; ok {
+				from = append(from, id)
+			}
+		}
+		x.hold(Holder{Kind: HolderLease, ID: l.ID, Lease: l}, from)
+		return nil
+	})
+}
+
+// images explains by the images of ibkt, through their targets.
+func (x *explainer) images(ibkt *bolt.Bucket) {
+	if ibkt == nil {
+		return
+	}
+	_ = ibkt.ForEachBucket(func(name []byte) error {
+		if tbkt := ibkt.Bucket(name).Bucket(bucketKeyTarget); tbkt != nil {
+			if id, ok := x.ids[gc.ResourceContent][string(tbkt.Get(keyDigest))]; ok {
+				x.hold(Holder{Kind: HolderImage, ID: string(name)}, []int32{id})
+			}
+		}
+		return nil
+	})
 }
 
 // reach returns the nodes reachable from from, from included.
