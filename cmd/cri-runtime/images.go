@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cri-runtime/cri-runtime/pkg/client"
+	imageservice "github.com/cri-runtime/cri-runtime/pkg/image/service"
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
 )
 
@@ -103,7 +105,8 @@ func imagesCheckCommand(g *globals) *cobra.Command {
 		Short: "Check that the blobs of images matching any of the filters are present",
 		Long: "Check, for the daemon's platform (or --platform), that the config and layers of each image are\n" +
 			"in the content store. STATUS is \"complete (N/N)\" or \"incomplete (k/N)\", followed by the missing\n" +
-			"blobs; SIZE is the bytes present over the bytes required.",
+			"blobs; SIZE is the bytes present over the bytes required. Exits 1 when an image is incomplete;\n" +
+			"pulling it again fetches what is missing.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, c, err := g.connect(cmd)
 			if err != nil {
@@ -116,10 +119,12 @@ func imagesCheckCommand(g *globals) *cobra.Command {
 			}
 			tw := newTable(cmd)
 			fmt.Fprintln(tw, "REF\tTYPE\tDIGEST\tSTATUS\tSIZE")
+			incomplete := 0
 			for _, ck := range checks {
 				status := fmt.Sprintf("complete (%d/%d)", ck.Present, ck.Required)
 				if !ck.Complete() {
 					status = fmt.Sprintf("incomplete (%d/%d)", ck.Present, ck.Required)
+					incomplete++
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\n", ck.Image.Name, ck.Image.Target.MediaType, ck.Image.Target.Digest,
 					status, decimalSize(ck.PresentSize), decimalSize(ck.RequiredSize))
@@ -127,7 +132,13 @@ func imagesCheckCommand(g *globals) *cobra.Command {
 					fmt.Fprintf(tw, "  missing %s\t%s\t%s\t\t%s\n", blobName(m), m.MediaType, m.Digest, decimalSize(m.Size))
 				}
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if incomplete > 0 {
+				return fmt.Errorf("%d of %d images incomplete", incomplete, len(checks))
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringArrayVar(&platforms, "platform", nil, "platform os/arch[/variant] to check (repeatable; default: the daemon's)")
@@ -140,7 +151,12 @@ func imagesRemoveCommand(g *globals) *cobra.Command {
 		Use:     "rm NAME...",
 		Aliases: []string{"remove", "delete"},
 		Short:   "Remove images; what only they held is garbage collected",
-		Args:    cobra.MinimumNArgs(1),
+		Long: "Remove each image named, printing its name once removed. A name that cannot be removed is\n" +
+			"reported and the others are still removed; the exit status is then 1. With --sync,\n" +
+			"what of an image the collection could not free is listed with what holds it: a lease (a failed\n" +
+			"pull's keeps its layers for keep_failed_pull, for the next pull to reuse), another image, or\n" +
+			"another reference.",
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, c, err := g.connect(cmd)
 			if err != nil {
@@ -151,15 +167,45 @@ func imagesRemoveCommand(g *globals) *cobra.Command {
 			if sync {
 				opts = append(opts, client.SynchronousDelete())
 			}
+			var failed []string
 			for _, name := range args {
-				if err := c.Images().Delete(ctx, name, opts...); err != nil {
-					return err
+				held, err := c.Images().Remove(ctx, name, opts...)
+				if err != nil {
+					failed = append(failed, err.Error())
+					continue
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), name)
+				printHeld(cmd, held)
+			}
+			if len(failed) > 0 {
+				return fmt.Errorf("%d of %d images not removed: %s", len(failed), len(args), strings.Join(failed, "; "))
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&sync, "sync", false, "return after garbage collection has removed what only the images held")
 	return cmd
+}
+
+// printHeld prints what a synchronous remove could not free, by holder.
+func printHeld(cmd *cobra.Command, held []meta.Holder) {
+	for _, h := range held {
+		what := fmt.Sprintf("  not freed: %d blobs / %d snapshots", len(h.Content), len(h.Snapshots))
+		switch h.Kind {
+		case meta.HolderLease:
+			expiry := "never expires"
+			if !h.Lease.ExpiresAt.IsZero() {
+				expiry = "expires at " + h.Lease.ExpiresAt.Local().Format(time.RFC3339)
+			}
+			pull := ""
+			if ref := h.Lease.Labels[imageservice.LabelPull]; ref != "" {
+				pull = ", a pull of " + ref
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s still held by lease %s (%s%s)\n", what, h.ID, expiry, pull)
+		case meta.HolderImage:
+			fmt.Fprintf(cmd.OutOrStdout(), "%s still held by image %s\n", what, h.ID)
+		default:
+			fmt.Fprintf(cmd.OutOrStdout(), "%s still held by other references (containers, gc.root labels)\n", what)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -57,23 +58,38 @@ func blobStatus(p client.PullProgress, speed bool) string {
 	return p.State.String() + " " + decimalSize(p.Total)
 }
 
-// plainDisplay prints one line per change of state of a blob: for output
-// that is not a terminal.
+// plainInterval is the least time between two lines of a blob that
+// downloads, in plain output.
+const plainInterval = 5 * time.Second
+
+// plainDisplay prints one line per change of state of a blob, and a line
+// every plainInterval of a blob that downloads: for output that is not a
+// terminal (a log, a pipe).
 type plainDisplay struct {
-	w    io.Writer
-	last map[digest.Digest]client.BlobState
+	w        io.Writer
+	interval time.Duration
+	last     map[digest.Digest]plainLine
+}
+
+// plainLine is the last line printed of a blob.
+type plainLine struct {
+	state  client.BlobState
+	offset int64
+	at     time.Time
 }
 
 func newPlainDisplay(w io.Writer) *plainDisplay {
-	return &plainDisplay{w: w, last: map[digest.Digest]client.BlobState{}}
+	return &plainDisplay{w: w, interval: plainInterval, last: map[digest.Digest]plainLine{}}
 }
 
 func (d *plainDisplay) update(p client.PullProgress) {
-	if st, ok := d.last[p.Desc.Digest]; ok && st == p.State {
+	now := time.Now()
+	if l, ok := d.last[p.Desc.Digest]; ok && l.state == p.State &&
+		(p.State != client.BlobDownloading || p.Offset == l.offset || now.Sub(l.at) < d.interval) {
 		return
 	}
-	d.last[p.Desc.Digest] = p.State
-	fmt.Fprintf(d.w, "%s: %s\n", blobName(p.Desc), blobStatus(p, false))
+	d.last[p.Desc.Digest] = plainLine{state: p.State, offset: p.Offset, at: now}
+	fmt.Fprintf(d.w, "%s: %s\n", blobName(p.Desc), blobStatus(p, true))
 }
 
 func (d *plainDisplay) finish(bool) {}

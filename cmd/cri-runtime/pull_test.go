@@ -196,3 +196,28 @@ func TestSummaryLine(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainDisplayRepeatsProgress checks that plain output (a pipe, a
+// log) prints a line of a downloading blob every interval while its
+// offset moves, besides one per change of state.
+func TestPlainDisplayRepeatsProgress(t *testing.T) {
+	var buf bytes.Buffer
+	d := newPlainDisplay(&buf)
+	d.interval = 50 * time.Millisecond
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromString("layer"), Size: 100}
+	ev := func(st client.BlobState, off int64) {
+		d.update(client.PullProgress{Desc: desc, State: st, Offset: off, Total: 100})
+	}
+	ev(client.BlobWaiting, 0)
+	ev(client.BlobDownloading, 0)
+	ev(client.BlobDownloading, 10) // within the interval: not printed
+	time.Sleep(60 * time.Millisecond)
+	ev(client.BlobDownloading, 20) // printed
+	time.Sleep(60 * time.Millisecond)
+	ev(client.BlobDownloading, 20) // no progress: not printed
+	ev(client.BlobDone, 100)
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[2], "downloading 20 B / 100 B") {
+		t.Errorf("plain output:\n%s\nwant waiting, downloading 0, downloading 20, done", buf.String())
+	}
+}

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
@@ -62,8 +63,30 @@ func (s *ImageStore) Update(ctx context.Context, img meta.Image, fieldpaths ...s
 
 // Delete removes the image record.
 func (s *ImageStore) Delete(ctx context.Context, name string, opts ...DeleteOpt) error {
-	_, err := s.client.Delete(ctx, &api.DeleteImageRequest{Name: name, Sync: deleteOpts(opts).sync})
+	_, err := s.Remove(ctx, name, opts...)
 	return err
+}
+
+// Remove removes the image record. With SynchronousDelete it returns,
+// once a collection ran, what of the image it could not free and what
+// holds it (meta.Holders).
+func (s *ImageStore) Remove(ctx context.Context, name string, opts ...DeleteOpt) ([]meta.Holder, error) {
+	resp, err := s.client.Delete(ctx, &api.DeleteImageRequest{Name: name, Sync: deleteOpts(opts).sync})
+	if err != nil {
+		return nil, err
+	}
+	held := make([]meta.Holder, 0, len(resp.GetHeld()))
+	for _, ph := range resp.GetHeld() {
+		h := meta.Holder{Kind: ph.GetKind(), ID: ph.GetId(), Snapshots: ph.GetSnapshots()}
+		if h.Kind == meta.HolderLease {
+			h.Lease = meta.Lease{ID: ph.GetId(), Labels: ph.GetLabels(), ExpiresAt: convert.Time(ph.GetExpiresAt())}
+		}
+		for _, d := range ph.GetContent() {
+			h.Content = append(h.Content, digest.Digest(d))
+		}
+		held = append(held, h)
+	}
+	return held, nil
 }
 
 // ImageUsage is an image and what it occupies on disk.

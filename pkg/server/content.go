@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/emptypb"
+	"k8s.io/klog/v2"
 
 	api "github.com/cri-runtime/cri-runtime/api/services/content/v1"
 	"github.com/cri-runtime/cri-runtime/pkg/content"
@@ -22,6 +24,8 @@ const (
 	readChunk = 1 << 20
 	// listBatch is the most infos one List response carries.
 	listBatch = 100
+	// abortTimeout bounds the abort of an ingest a Write stream left empty.
+	abortTimeout = 10 * time.Second
 )
 
 // contentService serves api/services/content over meta's namespaced
@@ -170,7 +174,10 @@ func (s *contentService) Abort(ctx context.Context, req *api.AbortRequest) (*emp
 
 // Write drives one ingest: the first request opens the writer for its ref
 // (holding the ref until the stream ends), each request gets one response,
-// and a COMMIT ends the stream. See the proto for the actions.
+// and a COMMIT ends the stream. See the proto for the actions. A stream
+// that created its ingest and ends with no byte in it (a STAT of an
+// unknown ref, a request refused) aborts it: a refused request leaves
+// nothing behind.
 func (s *contentService) Write(stream api.Content_WriteServer) error {
 	ctx := stream.Context()
 	req, err := stream.Recv()
@@ -180,11 +187,14 @@ func (s *contentService) Write(stream api.Content_WriteServer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkWriteRequest(req.GetRef(), req); err != nil {
+		return err
+	}
 	w, err := s.openWriter(ctx, req)
 	if err != nil {
 		return err
 	}
-	defer w.Close()
+	defer s.closeWriter(ctx, w)
 	for {
 		resp, done, err := w.handle(ctx, req)
 		if err != nil {
@@ -204,12 +214,28 @@ func (s *contentService) Write(stream api.Content_WriteServer) error {
 	}
 }
 
+// checkWriteRequest refuses a request that no ingest could perform,
+// before anything is opened.
+func checkWriteRequest(ref string, req *api.WriteContentRequest) error {
+	switch a := req.GetAction(); {
+	case a != api.WriteAction_STAT && a != api.WriteAction_WRITE && a != api.WriteAction_COMMIT:
+		return fmt.Errorf("write %q: unknown action %v: %w", ref, a, errdefs.ErrInvalidArgument)
+	case req.GetOffset() < 0:
+		return fmt.Errorf("write %q: negative offset %d: %w", ref, req.GetOffset(), errdefs.ErrInvalidArgument)
+	case req.GetTotal() < 0:
+		return fmt.Errorf("write %q: negative total %d: %w", ref, req.GetTotal(), errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
 // ingestWriter is the server side of one Write stream.
 type ingestWriter struct {
 	content.Writer
 	ref      string
 	offset   int64 // bytes in the ingest
 	ingested prometheus.Counter
+	created  bool // the stream created the ingest
+	done     bool // committed
 }
 
 func (s *contentService) openWriter(ctx context.Context, req *api.WriteContentRequest) (*ingestWriter, error) {
@@ -217,6 +243,11 @@ func (s *contentService) openWriter(ctx context.Context, req *api.WriteContentRe
 	if ref == "" {
 		return nil, fmt.Errorf("write: the first request must name a ref: %w", errdefs.ErrInvalidArgument)
 	}
+	_, err := s.store.Status(ctx, ref)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	created := err != nil
 	desc := ocispec.Descriptor{Size: req.GetTotal()}
 	if req.GetExpected() != "" {
 		d, err := parseDigest(req.GetExpected())
@@ -234,7 +265,21 @@ func (s *contentService) openWriter(ctx context.Context, req *api.WriteContentRe
 		wr.Close()
 		return nil, err
 	}
-	return &ingestWriter{Writer: wr, ref: ref, offset: st.Offset, ingested: s.ingested}, nil
+	return &ingestWriter{Writer: wr, ref: ref, offset: st.Offset, ingested: s.ingested, created: created}, nil
+}
+
+// closeWriter releases the ref at the end of the stream, and aborts an
+// ingest that the stream created and left empty.
+func (s *contentService) closeWriter(ctx context.Context, w *ingestWriter) {
+	_ = w.Close()
+	if w.done || !w.created || w.offset != 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	if err := s.store.Abort(cctx, w.ref); err != nil && !errdefs.IsNotFound(err) {
+		klog.FromContext(ctx).Error(err, "Abort of an empty ingest a Write stream left", "ref", w.ref)
+	}
 }
 
 // handle performs one request; done is true once the ingest is committed.
@@ -242,13 +287,12 @@ func (w *ingestWriter) handle(ctx context.Context, req *api.WriteContentRequest)
 	if req.GetRef() != "" && req.GetRef() != w.ref {
 		return nil, false, fmt.Errorf("write %q: request names another ref %q: %w", w.ref, req.GetRef(), errdefs.ErrInvalidArgument)
 	}
+	if err := checkWriteRequest(w.ref, req); err != nil {
+		return nil, false, err
+	}
 	action := req.GetAction()
-	switch action {
-	case api.WriteAction_STAT:
+	if action == api.WriteAction_STAT {
 		return w.stat(action)
-	case api.WriteAction_WRITE, api.WriteAction_COMMIT:
-	default:
-		return nil, false, fmt.Errorf("write %q: unknown action %v: %w", w.ref, action, errdefs.ErrInvalidArgument)
 	}
 	if action == api.WriteAction_WRITE || len(req.GetData()) > 0 {
 		if err := w.seek(req.GetOffset()); err != nil {
@@ -318,5 +362,6 @@ func (w *ingestWriter) commit(ctx context.Context, req *api.WriteContentRequest)
 	if err := w.Commit(ctx, req.GetTotal(), expected, opts...); err != nil {
 		return nil, false, err
 	}
+	w.done = true
 	return &api.WriteContentResponse{Action: api.WriteAction_COMMIT, Offset: w.offset, Total: w.offset, Digest: dgst.String()}, true, nil
 }

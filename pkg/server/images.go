@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 
-	"google.golang.org/protobuf/types/known/emptypb"
-
 	api "github.com/cri-runtime/cri-runtime/api/services/images/v1"
 	imageservice "github.com/cri-runtime/cri-runtime/pkg/image/service"
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
@@ -64,6 +62,21 @@ func (s *imagesService) Update(ctx context.Context, req *api.UpdateImageRequest)
 	return &api.UpdateImageResponse{Image: convert.ImageToProto(img)}, nil
 }
 
-func (s *imagesService) Delete(ctx context.Context, req *api.DeleteImageRequest) (*emptypb.Empty, error) {
-	return &emptypb.Empty{}, s.svc.Remove(ctx, req.GetName(), req.GetSync())
+func (s *imagesService) Delete(ctx context.Context, req *api.DeleteImageRequest) (*api.DeleteImageResponse, error) {
+	held, err := s.svc.Remove(ctx, req.GetName(), req.GetSync())
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.DeleteImageResponse{Held: make([]*api.Holder, 0, len(held))}
+	for _, h := range held {
+		ph := &api.Holder{Kind: h.Kind, Id: h.ID, Labels: h.Lease.Labels, Snapshots: h.Snapshots}
+		if !h.Lease.ExpiresAt.IsZero() {
+			ph.ExpiresAt = convert.Timestamp(h.Lease.ExpiresAt)
+		}
+		for _, d := range h.Content {
+			ph.Content = append(ph.Content, d.String())
+		}
+		resp.Held = append(resp.Held, ph)
+	}
+	return resp, nil
 }

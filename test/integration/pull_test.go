@@ -2,6 +2,7 @@ package integration
 
 import (
 	"archive/tar"
+	"context"
 	"encoding/binary"
 	"io"
 	"math/rand/v2"
@@ -17,8 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/pkg/client"
+	"github.com/cri-runtime/cri-runtime/pkg/content"
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/image"
 	"github.com/cri-runtime/cri-runtime/pkg/image/imagetest"
+	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
 )
 
 const (
@@ -148,6 +153,35 @@ func waitIngest(t *testing.T, d *daemon, ref string, min int64) int64 {
 	return 0
 }
 
+// waitReleased waits until no writer holds the ingest ref (a second
+// writer is refused with Unavailable while one does), and returns its
+// offset then, with the ingest held for the check.
+func waitReleased(t *testing.T, d *daemon, ref string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), "default"), time.Minute)
+	defer cancel()
+	c, err := client.New(ctx, d.address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for {
+		w, err := c.ContentStore().Writer(ctx, content.WithRef(ref))
+		if err == nil {
+			defer w.Close()
+			st, err := w.Status()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st.Offset
+		}
+		if !errdefs.IsUnavailable(err) || ctx.Err() != nil {
+			t.Fatalf("ingest %s still held after a minute, or: %v", ref, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // startPull starts `pull ref` as a child and returns it with its stdout.
 func startPull(t *testing.T, d *daemon, ref string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
@@ -243,13 +277,11 @@ func TestPullResumesAfterCLIKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	cli.Wait()
-	// The daemon serves on, and the pull it was running stops.
+	// The daemon serves on, and the pull it was running stops: it
+	// releases the ingest's writer, which a pull holds while it writes.
 	d.ok(nil, "default", "namespaces", "ls")
-	time.Sleep(500 * time.Millisecond)
-	off1, _ := activeOffset(t, d, ingest)
-	time.Sleep(500 * time.Millisecond)
-	if off2, _ := activeOffset(t, d, ingest); off2 != off1 || off1 <= 0 {
-		t.Errorf("after the CLI died the ingest went from %d to %d: want it stopped at a positive offset", off1, off2)
+	if off := waitReleased(t, d, ingest); off <= 0 {
+		t.Errorf("after the CLI died the ingest stopped at %d: want a positive offset", off)
 	}
 	checkResumed(t, d, proxy, ref, built)
 	if d.hasExited() {
@@ -299,4 +331,41 @@ func TestSIGTERMDuringPull(t *testing.T) {
 		t.Errorf("the pull does not say the daemon stopped:\n%s", out)
 	}
 	t.Logf("the pull said:\n%s\ndaemon:\n%s", out, d.stderr)
+}
+
+// TestImagesCheckAndRemoveCLI checks the exit status of `images check` for
+// an incomplete image, that a pull restores the missing layer, that
+// `images rm a b c` removes every image that exists and reports the
+// others, and that `images rm --sync` says what it could not free.
+func TestImagesCheckAndRemoveCLI(t *testing.T) {
+	host := imagetest.StartRegistry(t)
+	layer := imagetest.NewLayer(t, image.CompressionGzip, imagetest.File("hello", "hello\n", 0o644))
+	built := imagetest.Image{Platform: image.DefaultPlatform(), Layers: []imagetest.Layer{layer}}.Build(t)
+	imagetest.Push(t, host, "test/a", "v1", built)
+	imagetest.Push(t, host, "test/b", "v1", built)
+	a, b := host+"/test/a:v1", host+"/test/b:v1"
+	d := newDaemon(t)
+	d.start()
+	defer d.stop()
+	d.ok(nil, "default", "pull", a)
+	d.ok(nil, "default", "pull", b)
+	d.ok(nil, "default", "images", "check")
+
+	d.ok(nil, "default", "content", "rm", layer.Desc.Digest.String())
+	r := d.fails(nil, "default", []string{"images", "check"}, "2 of 2 images incomplete")
+	if !strings.Contains(r.stdout, "incomplete (1/2)") {
+		t.Errorf("images check:\n%s", r.stdout)
+	}
+	d.ok(nil, "default", "pull", a)
+	if out := d.ok(nil, "default", "images", "check"); strings.Contains(out, "incomplete") {
+		t.Errorf("images check after pulling again:\n%s", out)
+	}
+
+	r = d.fails(nil, "default", []string{"images", "rm", "--sync", a, "nothing:1"}, "1 of 2 images not removed", `"nothing:1"`, "not found")
+	if !strings.HasPrefix(r.stdout, a+"\n") || !strings.Contains(r.stdout, "still held by image "+b) {
+		t.Errorf("images rm --sync printed:\n%s", r.stdout)
+	}
+	if out := d.ok(nil, "default", "images", "ls", "-q"); out != b+"\n" {
+		t.Errorf("images left: %q, want %s", out, b)
+	}
 }

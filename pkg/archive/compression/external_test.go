@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -12,14 +13,27 @@ import (
 	"github.com/klauspost/compress/gzip"
 )
 
-func needExternal(t *testing.T) string {
+// eachExternal runs fn once with each external tool forced in turn (igzip,
+// then unpigz), as a subtest named after it; a tool that is not installed
+// is skipped, saying so.
+func eachExternal(t *testing.T, fn func(t *testing.T)) {
 	t.Helper()
 	t.Setenv(DisableExternalGzipEnv, "")
-	path := ExternalGzip()
-	if path == "" {
-		t.Skip("neither igzip nor unpigz is installed (hack/deps.sh installs isal)")
+	for _, name := range externalGzipTools {
+		t.Run(name, func(t *testing.T) {
+			path, err := exec.LookPath(name)
+			if err != nil {
+				t.Skipf("%s is not installed (hack/deps.sh installs isal and pigz)", name)
+			}
+			saved := lookupExternalGzip
+			lookupExternalGzip = func() string { return path }
+			defer func() { lookupExternalGzip = saved }()
+			if got := ExternalGzip(); got != path {
+				t.Fatalf("ExternalGzip() = %q, want %q", got, path)
+			}
+			fn(t)
+		})
 	}
-	return path
 }
 
 func gzipOf(t *testing.T, members ...[]byte) []byte {
@@ -43,38 +57,40 @@ func randomText(n int) []byte {
 }
 
 func TestExternalGzipMatchesInProcess(t *testing.T) {
-	needExternal(t)
-	a, b := randomText(3<<20), randomText(1<<20+7)
-	blob := gzipOf(t, a, b)
-	want := append(append([]byte{}, a...), b...)
-	for _, disable := range []string{"", "1"} {
-		t.Setenv(DisableExternalGzipEnv, disable)
-		rc, c, err := DecompressStream(bytes.NewReader(blob))
-		if err != nil || c != Gzip {
-			t.Fatalf("disable=%q: %v %v", disable, c, err)
+	eachExternal(t, func(t *testing.T) {
+		a, b := randomText(3<<20), randomText(1<<20+7)
+		blob := gzipOf(t, a, b)
+		want := append(append([]byte{}, a...), b...)
+		for _, disable := range []string{"", "1"} {
+			t.Setenv(DisableExternalGzipEnv, disable)
+			rc, c, err := DecompressStream(bytes.NewReader(blob))
+			if err != nil || c != Gzip {
+				t.Fatalf("disable=%q: %v %v", disable, c, err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("disable=%q: %d bytes, err %v", disable, len(got), err)
+			}
 		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("disable=%q: %d bytes, err %v", disable, len(got), err)
-		}
-	}
+	})
 }
 
 func TestExternalGzipCorruptStreamIsInvalidArgument(t *testing.T) {
-	needExternal(t)
-	blob := gzipOf(t, randomText(1<<20))
-	for i := 100; i < 400; i++ {
-		blob[i] ^= 0x5a
-	}
-	rc, _, err := DecompressStream(bytes.NewReader(blob))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	if _, err := io.ReadAll(rc); !errdefs.IsInvalidArgument(err) {
-		t.Fatalf("corrupt stream: want InvalidArgument, got %v", err)
-	}
+	eachExternal(t, func(t *testing.T) {
+		blob := gzipOf(t, randomText(1<<20))
+		for i := 100; i < 400; i++ {
+			blob[i] ^= 0x5a
+		}
+		rc, _, err := DecompressStream(bytes.NewReader(blob))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		if _, err := io.ReadAll(rc); !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("corrupt stream: want InvalidArgument, got %v", err)
+		}
+	})
 }
 
 // failingReader serves a prefix, then fails like a stalled download.
@@ -92,44 +108,47 @@ func (f *failingReader) Read(p []byte) (int, error) {
 }
 
 func TestExternalGzipReportsInputError(t *testing.T) {
-	needExternal(t)
-	blob := gzipOf(t, randomText(2<<20))
-	stall := errors.New("blob stalled: unavailable")
-	rc, _, err := DecompressStream(&failingReader{r: bytes.NewReader(blob[:len(blob)/2]), err: stall})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	if _, err := io.ReadAll(rc); !errors.Is(err, stall) {
-		t.Fatalf("want the input's error, got %v", err)
-	}
+	eachExternal(t, func(t *testing.T) {
+		blob := gzipOf(t, randomText(2<<20))
+		stall := errors.New("blob stalled: unavailable")
+		rc, _, err := DecompressStream(&failingReader{r: bytes.NewReader(blob[:len(blob)/2]), err: stall})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		if _, err := io.ReadAll(rc); !errors.Is(err, stall) {
+			t.Fatalf("want the input's error, got %v", err)
+		}
+	})
 }
 
 func TestExternalGzipCloseEarlyDoesNotHang(t *testing.T) {
-	needExternal(t)
-	blob := gzipOf(t, randomText(2<<20))
-	rc, _, err := DecompressStream(bytes.NewReader(blob))
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 4096)
-	if _, err := io.ReadFull(rc, buf); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { rc.Close(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close did not return")
-	}
+	eachExternal(t, func(t *testing.T) {
+		blob := gzipOf(t, randomText(2<<20))
+		rc, _, err := DecompressStream(bytes.NewReader(blob))
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4096)
+		if _, err := io.ReadFull(rc, buf); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { rc.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close did not return")
+		}
+	})
 }
 
 func TestNotGzipHeaderRefusedBeforeStart(t *testing.T) {
-	needExternal(t)
-	// Gzip magic with a method other than deflate.
-	_, _, err := DecompressStream(bytes.NewReader([]byte{0x1f, 0x8b, 7, 0, 0, 0, 0, 0, 0, 0}))
-	if !errdefs.IsInvalidArgument(err) {
-		t.Fatalf("want InvalidArgument, got %v", err)
-	}
+	eachExternal(t, func(t *testing.T) {
+		// Gzip magic with a method other than deflate.
+		_, _, err := DecompressStream(bytes.NewReader([]byte{0x1f, 0x8b, 7, 0, 0, 0, 0, 0, 0, 0}))
+		if !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("want InvalidArgument, got %v", err)
+		}
+	})
 }

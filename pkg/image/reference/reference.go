@@ -7,15 +7,17 @@
 // "library/", and a reference with neither tag nor digest gets "latest".
 // Familiar gives the short form back for display.
 //
-// The grammar is the one of the distribution project, written here so that
-// the leaves of cri-runtime do not depend on it. This package imports only
-// errdefs and go-digest.
+// The grammar and the normalisation are those of
+// github.com/distribution/reference, the library the field uses; this
+// package gives its result a plain struct and its errors the
+// InvalidArgument class, naming the reference. It imports only errdefs,
+// go-digest and that library.
 package reference
 
 import (
 	"fmt"
-	"strings"
 
+	dref "github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
@@ -29,13 +31,6 @@ const (
 	// OfficialRepoPrefix is the path prefix of single-component names on
 	// DefaultDomain.
 	OfficialRepoPrefix = "library/"
-
-	// legacyDefaultDomain is an alias of DefaultDomain.
-	legacyDefaultDomain = "index.docker.io"
-	// maxNameLength bounds domain + "/" + path, as in distribution.
-	maxNameLength = 255
-	// maxTagLength bounds a tag, as in distribution.
-	maxTagLength = 128
 )
 
 // Reference is a parsed image reference. Domain and Path are always set;
@@ -74,20 +69,11 @@ func (r Reference) Object() string {
 // Familiar is the short form for display: "busybox:latest",
 // "user/repo:tag", "host:5000/repo@sha256:...".
 func (r Reference) Familiar() string {
-	s := r.Name()
-	if r.Domain == DefaultDomain {
-		s = r.Path
-		if rem, ok := strings.CutPrefix(r.Path, OfficialRepoPrefix); ok && !strings.Contains(rem, "/") {
-			s = rem
-		}
+	named, err := dref.ParseNamed(r.String())
+	if err != nil {
+		return r.String()
 	}
-	if r.Tag != "" {
-		s += ":" + r.Tag
-	}
-	if r.Digest != "" {
-		s += "@" + r.Digest.String()
-	}
-	return s
+	return dref.FamiliarString(named)
 }
 
 // ParseNormalizedNamed parses s, which may be in the familiar form, and
@@ -96,97 +82,34 @@ func (r Reference) Familiar() string {
 // "latest" when there is neither tag nor digest. Errors are
 // InvalidArgument and name the reference.
 func ParseNormalizedNamed(s string) (Reference, error) {
-	if isIdentifier(s) {
-		return Reference{}, invalid(s, "a 64-character hexadecimal string is an image ID, not a reference")
-	}
-	domain, rest := splitDomain(s)
-	r, err := parse(s, domain, rest)
+	named, err := dref.ParseNormalizedNamed(s)
 	if err != nil {
-		return Reference{}, err
+		return Reference{}, invalid(s, err)
 	}
-	if r.Tag == "" && r.Digest == "" {
-		r.Tag = DefaultTag
-	}
-	return r, nil
+	return fromNamed(dref.TagNameOnly(named)), nil
 }
 
-// Parse parses a reference that must already be normalised (it has a
-// domain): "docker.io/library/busybox:latest". No tag is added.
+// Parse parses a reference that must already be normalised:
+// "docker.io/library/busybox:latest". No tag is added.
 func Parse(s string) (Reference, error) {
-	i := strings.IndexByte(s, '/')
-	if i < 0 || !looksLikeDomain(s[:i]) {
-		return Reference{}, invalid(s, "not normalised: no domain")
+	named, err := dref.ParseNamed(s)
+	if err != nil {
+		return Reference{}, invalid(s, err)
 	}
-	return parse(s, s[:i], s[i+1:])
+	return fromNamed(named), nil
 }
 
-// splitDomain splits the familiar form into domain and remainder, applying
-// the Docker defaults.
-func splitDomain(s string) (domain, rest string) {
-	i := strings.IndexByte(s, '/')
-	if i < 0 || !looksLikeDomain(s[:i]) {
-		domain, rest = DefaultDomain, s
-	} else {
-		domain, rest = s[:i], s[i+1:]
+func fromNamed(named dref.Named) Reference {
+	r := Reference{Domain: dref.Domain(named), Path: dref.Path(named)}
+	if t, ok := named.(dref.Tagged); ok {
+		r.Tag = t.Tag()
 	}
-	if domain == legacyDefaultDomain {
-		domain = DefaultDomain
+	if d, ok := named.(dref.Digested); ok {
+		r.Digest = d.Digest()
 	}
-	if domain == DefaultDomain && !strings.ContainsRune(pathPart(rest), '/') {
-		rest = OfficialRepoPrefix + rest
-	}
-	return domain, rest
+	return r
 }
 
-// looksLikeDomain reports whether the first component of a name is a
-// domain rather than a path component: it has a dot or a port, is
-// "localhost", or has upper-case letters (never valid in a path).
-func looksLikeDomain(s string) bool {
-	return strings.ContainsAny(s, ".:") || s == "localhost" || strings.ToLower(s) != s
-}
-
-// pathPart strips the tag and digest off the remainder of a reference.
-func pathPart(rest string) string {
-	if i := strings.IndexByte(rest, '@'); i >= 0 {
-		rest = rest[:i]
-	}
-	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
-		rest = rest[:i]
-	}
-	return rest
-}
-
-// parse checks and splits "path[:tag][@digest]" under domain.
-func parse(s, domain, rest string) (Reference, error) {
-	r := Reference{Domain: domain}
-	if i := strings.IndexByte(rest, '@'); i >= 0 {
-		d, err := digest.Parse(rest[i+1:])
-		if err != nil {
-			return Reference{}, invalid(s, "digest: "+err.Error())
-		}
-		r.Digest = d
-		rest = rest[:i]
-	}
-	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
-		r.Tag = rest[i+1:]
-		rest = rest[:i]
-		if !validTag(r.Tag) {
-			return Reference{}, invalid(s, fmt.Sprintf("tag %q is not valid", r.Tag))
-		}
-	}
-	r.Path = rest
-	if err := checkDomain(domain); err != nil {
-		return Reference{}, invalid(s, err.Error())
-	}
-	if err := checkPath(rest); err != nil {
-		return Reference{}, invalid(s, err.Error())
-	}
-	if len(r.Name()) > maxNameLength {
-		return Reference{}, invalid(s, fmt.Sprintf("name is longer than %d characters", maxNameLength))
-	}
-	return r, nil
-}
-
-func invalid(s, why string) error {
-	return fmt.Errorf("reference %q: %s: %w", s, why, errdefs.ErrInvalidArgument)
+func invalid(s string, err error) error {
+	return fmt.Errorf("reference %q: %w: %w", s, err, errdefs.ErrInvalidArgument)
 }

@@ -96,7 +96,7 @@ func TestParseNormalizedNamedInvalid(t *testing.T) {
 }
 
 func TestParseRequiresDomain(t *testing.T) {
-	for _, in := range []string{"busybox", "user/repo:tag"} {
+	for _, in := range []string{"busybox", "user/repo:tag", "docker.io/busybox"} {
 		if _, err := Parse(in); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("Parse(%q) = %v, want InvalidArgument", in, err)
 		}

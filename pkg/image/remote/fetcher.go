@@ -61,25 +61,25 @@ func (f *Fetcher) FetchFrom(ctx context.Context, desc ocispec.Descriptor, offset
 }
 
 // open returns a body of desc from offset, from the first endpoint that
-// serves it.
-func (f *Fetcher) open(ctx context.Context, desc ocispec.Descriptor, offset int64) (io.ReadCloser, error) {
+// serves it, and that endpoint.
+func (f *Fetcher) open(ctx context.Context, desc ocispec.Descriptor, offset int64) (io.ReadCloser, Endpoint, error) {
 	if offset == desc.Size {
-		return io.NopCloser(strings.NewReader("")), nil // nothing left; Commit checks the digest
+		return io.NopCloser(strings.NewReader("")), Endpoint{}, nil // nothing left; Commit checks the digest
 	}
 	what := fmt.Sprintf("fetch %s from %s", desc.Digest, f.ref.Name())
 	var errs hostErrors
 	for _, ep := range f.endpoints {
 		rc, err := f.fetchAt(ctx, ep, desc, offset)
 		if err == nil {
-			return rc, nil
+			return rc, ep, nil
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s: %w", what, ctx.Err())
+			return nil, Endpoint{}, fmt.Errorf("%s: %w", what, ctx.Err())
 		}
 		klog.FromContext(ctx).V(2).Info("Registry endpoint failed, trying the next", "image", f.ref.Name(), "digest", desc.Digest, "endpoint", ep.String(), "err", err)
 		errs.add(ep, err)
 	}
-	return nil, errs.err(what)
+	return nil, Endpoint{}, errs.err(what)
 }
 
 // blobReader reads a blob from pos on, reopening at pos after a Seek.
@@ -89,17 +89,20 @@ type blobReader struct {
 	desc ocispec.Descriptor
 	pos  int64         // offset of the next byte to read
 	body io.ReadCloser // nil: open at pos on the next Read
+	ep   Endpoint      // that body comes from
 }
 
 func (b *blobReader) open() error {
-	body, err := b.f.open(b.ctx, b.desc, b.pos)
+	body, ep, err := b.f.open(b.ctx, b.desc, b.pos)
 	if err != nil {
 		return err
 	}
-	b.body = body
+	b.body, b.ep = body, ep
 	return nil
 }
 
+// Read reads the body; an error in the middle of it names the blob, the
+// repository and the endpoint, and where in the blob it stopped.
 func (b *blobReader) Read(p []byte) (int, error) {
 	if b.body == nil {
 		if err := b.open(); err != nil {
@@ -108,6 +111,9 @@ func (b *blobReader) Read(p []byte) (int, error) {
 	}
 	n, err := b.body.Read(p)
 	b.pos += int64(n)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("fetch %s from %s (%s): at byte %d of %d: %w", b.desc.Digest, b.f.ref.Name(), b.ep, b.pos, b.desc.Size, err)
+	}
 	return n, err
 }
 
@@ -232,7 +238,7 @@ func (b *sizedBody) Read(p []byte) (int, error) {
 		var one [1]byte
 		n, err := io.ReadFull(b.rc, one[:])
 		if n > 0 {
-			return 0, fmt.Errorf("blob %s is longer than its descriptor's %d bytes: %w", b.desc.Digest, b.desc.Size, errdefs.ErrFailedPrecondition)
+			return 0, fmt.Errorf("body is longer than the descriptor's %d bytes: %w", b.desc.Size, errdefs.ErrFailedPrecondition)
 		}
 		if err != io.EOF && err != io.ErrUnexpectedEOF {
 			return 0, transportError(err)
@@ -246,7 +252,7 @@ func (b *sizedBody) Read(p []byte) (int, error) {
 	b.remaining -= int64(n)
 	switch {
 	case err == io.EOF && b.remaining > 0:
-		return n, fmt.Errorf("blob %s: body ends %d bytes short of its %d: %w: %w", b.desc.Digest, b.remaining, b.desc.Size, io.ErrUnexpectedEOF, errdefs.ErrUnavailable)
+		return n, fmt.Errorf("body ends %d bytes short: %w: %w", b.remaining, io.ErrUnexpectedEOF, errdefs.ErrUnavailable)
 	case err == io.EOF:
 		return n, nil // the next Read checks for trailing bytes
 	case err != nil:

@@ -73,9 +73,12 @@ func TestCloseWaitsForPulls(t *testing.T) {
 			if n := rt.open.Load(); n != 0 {
 				t.Errorf("%d registry responses not closed after Close", n)
 			}
-			// The pull's last act is to delete its lease.
-			if ls, err := e.DB.Leases().List(e.ctx); err != nil || len(ls) != 0 {
-				t.Errorf("leases after Close: %v, %v", ls, err)
+			// The pull's last act is to bound its lease, which holds what
+			// it fetched, to keep_failed_pull.
+			ls, err := e.DB.Leases().List(e.ctx)
+			if err != nil || len(ls) != 1 || ls[0].Labels[LabelPull] != ref ||
+				time.Until(ls[0].ExpiresAt) <= 0 || time.Until(ls[0].ExpiresAt) > DefaultKeepFailedPull {
+				t.Errorf("leases after Close: %v, %v; want the pull's, expiring within %v", ls, err, DefaultKeepFailedPull)
 			}
 			if !callerLeft {
 				if err := <-pulled; !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "image service is closed") {

@@ -41,6 +41,25 @@ type Config struct {
 	// Count, >= 1; default 2 (one per core of a small node: applying is
 	// CPU-bound by decompression).
 	MaxUnpackParallel int `toml:"max_unpack_parallel" comment:"max_unpack_parallel bounds the layers applied at once when the snapshotter allows it (overlayfs).\nCount, >= 1; default 2."`
+
+	// KeepFailedPull is how long what a failed, stopped or killed pull
+	// had finished (blobs, partial downloads, unpacked layers) is kept
+	// for the next pull of the image to reuse, before the collector may
+	// remove it. A running pull holds its lease this long ahead and
+	// renews it. Duration string, > 0; default "1h".
+	KeepFailedPull gc.Duration `toml:"keep_failed_pull" comment:"keep_failed_pull is how long what a failed, stopped or killed pull had finished (blobs, partial\ndownloads, unpacked layers) is kept for the next pull to reuse. Duration string, > 0; default \"1h\"."`
+
+	// FetchRetries is how many times the fetch of one blob is retried
+	// after a transient error (a reset connection, a body cut short, a
+	// 5xx, 408 or 429, a stall), each retry resuming from the bytes
+	// already received, after a backoff that starts at 250ms and doubles
+	// up to 5s. Count, >= 0 (0: no retry); default 5.
+	FetchRetries int `toml:"fetch_retries" comment:"fetch_retries is how many times the fetch of one blob is retried after a transient error (a reset\nconnection, a 5xx, a stall), each resuming from the bytes received, with a backoff from 250ms doubling\nup to 5s. Count, >= 0 (0: no retry); default 5."`
+
+	// FetchRetryTime bounds the time one blob may spend retrying, from
+	// its first transient error: no retry starts after it. Duration
+	// string, > 0; default "2m".
+	FetchRetryTime gc.Duration `toml:"fetch_retry_time" comment:"fetch_retry_time bounds the time one blob spends retrying, from its first transient error.\nDuration string, > 0; default \"2m\"."`
 }
 
 // Defaults of Config.
@@ -50,6 +69,9 @@ const (
 	DefaultStallTimeout           = time.Minute
 	DefaultMaxLayerSize           = 32 << 30
 	DefaultMaxUnpackParallel      = 2
+	DefaultKeepFailedPull         = time.Hour
+	DefaultFetchRetries           = 5
+	DefaultFetchRetryTime         = 2 * time.Minute
 )
 
 // DefaultConfig returns the configuration documented on each field;
@@ -61,6 +83,9 @@ func DefaultConfig() Config {
 		StallTimeout:           gc.Duration(DefaultStallTimeout),
 		MaxLayerSize:           DefaultMaxLayerSize,
 		MaxUnpackParallel:      DefaultMaxUnpackParallel,
+		KeepFailedPull:         gc.Duration(DefaultKeepFailedPull),
+		FetchRetries:           DefaultFetchRetries,
+		FetchRetryTime:         gc.Duration(DefaultFetchRetryTime),
 	}
 }
 
@@ -80,6 +105,12 @@ func (c Config) Validate() error {
 		return bad("max_layer_size", c.MaxLayerSize, ">= 1")
 	case c.MaxUnpackParallel < 1:
 		return bad("max_unpack_parallel", c.MaxUnpackParallel, ">= 1")
+	case c.KeepFailedPull <= 0:
+		return bad("keep_failed_pull", c.KeepFailedPull, "> 0")
+	case c.FetchRetries < 0:
+		return bad("fetch_retries", c.FetchRetries, ">= 0")
+	case c.FetchRetryTime <= 0:
+		return bad("fetch_retry_time", c.FetchRetryTime, "> 0")
 	}
 	return nil
 }

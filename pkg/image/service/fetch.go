@@ -38,39 +38,30 @@ type puller struct {
 	// handler's, which ends with Dispatch); both set by run.
 	eg  *errgroup.Group
 	ctx context.Context
-	// base is the pull's context before its lease: ingests are opened
-	// with its values (see unleased).
-	base context.Context
 
+	root     digest.Digest          // the target the reference resolved to
 	mu       sync.Mutex             // guards selected and jobs
 	selected map[digest.Digest]bool // manifests and indexes to unpack
 	jobs     []*unpackJob
 }
 
-func newPuller(s *Service, base context.Context, f *remote.Fetcher, o *pullOptions, rep *reporter) *puller {
-	return &puller{s: s, base: base, fetcher: f, o: o, rep: rep, matcher: o.matcher(), unpackM: o.unpackMatcher(), selected: map[digest.Digest]bool{}}
+func newPuller(s *Service, f *remote.Fetcher, o *pullOptions, rep *reporter) *puller {
+	return &puller{s: s, fetcher: f, o: o, rep: rep, matcher: o.matcher(), unpackM: o.unpackMatcher(), selected: map[digest.Digest]bool{}}
 }
 
-// openIngest opens the writer of desc's ingest outside the pull's lease:
-// an ingest without a lease outlives a failed pull (for a day, see
-// pkg/meta), so that the retry resumes it instead of starting again. The
-// lease of ctx still holds the blob once committed.
+// openIngest opens the writer of desc's ingest under the pull's lease, as
+// everything a pull writes or links: a blob the namespace (or another
+// namespace) already has is linked into the lease, so that no collection
+// can take it before the image record holds it (AlreadyExists then). A
+// failed pull's lease keeps the ingest, for keep_failed_pull, so that the
+// next pull resumes it.
 func (p *puller) openIngest(ctx context.Context, desc ocispec.Descriptor) (content.Writer, error) {
-	w, err := content.OpenWriter(unleased{Context: ctx, values: p.base}, p.s.cs, content.WithRef(ingestRef(desc)), content.WithDescriptor(desc))
+	w, err := content.OpenWriter(ctx, p.s.cs, content.WithRef(ingestRef(desc)), content.WithDescriptor(desc))
 	if err != nil && !errdefs.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("ingest of %s: %w", desc.Digest, err)
 	}
 	return w, err
 }
-
-// unleased is ctx for cancellation and deadline, with the values of a
-// context that carries no lease.
-type unleased struct {
-	context.Context
-	values context.Context
-}
-
-func (u unleased) Value(key any) any { return u.values.Value(key) }
 
 // run fetches the tree under root and unpacks the selected manifest. On
 // failure the snapshots it prepared and did not commit are removed; the
@@ -78,6 +69,7 @@ func (u unleased) Value(key any) any { return u.values.Value(key) }
 func (p *puller) run(ctx context.Context, root ocispec.Descriptor) error {
 	eg, ectx := errgroup.WithContext(ctx)
 	p.eg, p.ctx = eg, ectx
+	p.root = root.Digest
 	p.selected[root.Digest] = true
 	limiter := semaphore.NewWeighted(int64(p.s.cfg.MaxConcurrentDownloads))
 	eg.Go(func() error {
@@ -186,7 +178,7 @@ func (p *puller) handleManifest(ctx context.Context, desc ocispec.Descriptor) ([
 	if !selected {
 		return layers, nil
 	}
-	job, err := p.newJob(ctx, config, layers)
+	job, err := p.newJob(ctx, desc, config, layers)
 	if err != nil {
 		return nil, err
 	}
@@ -304,7 +296,7 @@ func (p *puller) download(ctx context.Context, w content.Writer, desc ocispec.De
 		klog.FromContext(ctx).V(2).Info("Resuming download", "digest", desc.Digest, "offset", offset, "size", desc.Size)
 	}
 	start := time.Now()
-	body, err := p.open(ctx, desc, offset)
+	body, err := p.openRetrying(ctx, desc, offset)
 	if err != nil {
 		return err
 	}
@@ -403,13 +395,17 @@ func (b *stallBody) Close() error {
 // teeReader hands what it reads from r to w too: the network body goes to
 // the decompressor and the content writer in one pass.
 type teeReader struct {
-	r  io.Reader
-	w  io.Writer
-	bp *blobProgress
+	r    io.Reader
+	w    io.Writer
+	bp   *blobProgress
+	rerr error // the first error of r but EOF: the fetch failed
 }
 
 func (t *teeReader) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF && t.rerr == nil {
+		t.rerr = err
+	}
 	if n > 0 {
 		if _, werr := t.w.Write(p[:n]); werr != nil {
 			return 0, werr

@@ -23,14 +23,9 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
 )
 
-const (
-	// pullLeaseExpiry bounds how long the lease of a pull holds what it
-	// fetched should the daemon die before dropping it.
-	pullLeaseExpiry = time.Hour
-	// cleanupTimeout bounds the cleanup after a failed pull and the
-	// deletion of a pull's lease.
-	cleanupTimeout = 30 * time.Second
-)
+// cleanupTimeout bounds the cleanup after a failed pull and each update
+// of a pull's lease.
+const cleanupTimeout = 30 * time.Second
 
 // PullOpt configures a pull.
 type PullOpt func(*pullOptions)
@@ -174,18 +169,16 @@ func (s *Service) pull(ctx context.Context, ref string, o *pullOptions, rep *rep
 	log := klog.FromContext(ctx).WithValues("image", ref)
 	ctx = klog.NewContext(ctx, log)
 	log.V(2).Info("Pull started")
-	base := ctx
-	ctx, done, err := meta.WithLease(ctx, s.db.Leases(), meta.WithExpiration(pullLeaseExpiry))
-	if err != nil {
-		return meta.Image{}, fmt.Errorf("pull %s: lease: %w", ref, err)
-	}
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if err := done(cctx); err != nil {
-			log.Error(err, "Pull lease not deleted; it expires on its own")
+		if retErr != nil {
+			log.Error(retErr, "Pull failed", "class", errClass(retErr), "elapsed", time.Since(start))
 		}
 	}()
+	ctx, lease, err := s.startLease(ctx, ref)
+	if err != nil {
+		return meta.Image{}, err
+	}
+	defer func() { lease.end(retErr) }()
 
 	resolver := s.resolver
 	if o.cred != nil {
@@ -201,7 +194,7 @@ func (s *Service) pull(ctx context.Context, ref string, o *pullOptions, rep *rep
 	if err != nil {
 		return meta.Image{}, err
 	}
-	p := newPuller(s, base, fetcher, o, rep)
+	p := newPuller(s, fetcher, o, rep)
 	if err := p.run(ctx, desc); err != nil {
 		return meta.Image{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -215,6 +208,25 @@ func (s *Service) pull(ctx context.Context, ref string, o *pullOptions, rep *rep
 	log.V(2).Info("Pull done", "name", name, "digest", desc.Digest, "elapsed", sum.Elapsed,
 		"fetched", sum.Fetched, "bytes", sum.FetchedBytes, "unpacked", sum.Unpacked, "streamed", sum.Streamed)
 	return img, nil
+}
+
+// errClass names the errdefs class of err, for logs.
+func errClass(err error) string {
+	for _, c := range []struct {
+		is   func(error) bool
+		name string
+	}{
+		{errdefs.IsCanceled, "Canceled"}, {errdefs.IsDeadlineExceeded, "DeadlineExceeded"},
+		{errdefs.IsNotFound, "NotFound"}, {errdefs.IsInvalidArgument, "InvalidArgument"},
+		{errdefs.IsFailedPrecondition, "FailedPrecondition"}, {errdefs.IsUnavailable, "Unavailable"},
+		{errdefs.IsResourceExhausted, "ResourceExhausted"}, {errdefs.IsAlreadyExists, "AlreadyExists"},
+		{errdefs.IsNotImplemented, "NotImplemented"}, {errdefs.IsConflict, "Conflict"}, {errdefs.IsInternal, "Internal"},
+	} {
+		if c.is(err) {
+			return c.name
+		}
+	}
+	return "Unknown"
 }
 
 // putImage records name → target, creating the image or moving its target.

@@ -5,8 +5,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/go-logr/logr/funcr"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"k8s.io/klog/v2"
 
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/image"
 	"github.com/cri-runtime/cri-runtime/pkg/image/imagetest"
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
@@ -190,4 +193,66 @@ func TestConcurrentPullsAreDeduplicated(t *testing.T) {
 			t.Errorf("blob %s (%s) fetched %d times, want once", b.Desc.Digest, b.Desc.MediaType, got)
 		}
 	}
+}
+
+// TestPullRefusesSingleManifestOfAnotherPlatform pulls an image that is a
+// single linux/amd64 manifest (no index) for windows/arm64, and one for
+// another architecture than the host's without a platform: both must be
+// refused, as no manifest for the platform exists, and leave nothing.
+func TestPullRefusesSingleManifestOfAnotherPlatform(t *testing.T) {
+	other := arm64
+	if image.DefaultPlatform().Architecture == "arm64" {
+		other = amd64
+	}
+	cases := []struct {
+		name     string
+		platform ocispec.Platform // of the image
+		opts     []PullOpt
+		want     string
+	}{
+		{"asked for windows/arm64", amd64, []PullOpt{WithPlatform(ocispec.Platform{OS: "windows", Architecture: "arm64"})}, "is for linux/amd64, not for windows/arm64"},
+		{"host platform", other, nil, "is for " + image.FormatPlatform(image.NormalizePlatform(other))},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newTestEnv(t, "overlayfs")
+			built := imagetest.Image{Platform: c.platform, Layers: []imagetest.Layer{randomLayer(t, 1<<10)}}.Build(t)
+			host := serveFake(t, built, nil)
+			_, err := e.svc.Pull(e.ctx, host+"/test/single:v1", c.opts...)
+			if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("pull: %v, want NotFound saying %q", err, c.want)
+			}
+			e.checkNothingLeft(t, built)
+			e.checkNoLease(t)
+			if _, err := e.svc.Pull(e.ctx, host+"/test/single:v1", WithPlatform(c.platform)); err != nil {
+				t.Fatalf("pull for the image's own platform: %v", err)
+			}
+		})
+	}
+}
+
+// TestFailedPullIsLogged checks that a failed pull logs its reference and
+// the class of its error.
+func TestFailedPullIsLogged(t *testing.T) {
+	e := newTestEnv(t, "overlayfs")
+	host := imagetest.StartRegistry(t)
+	var mu sync.Mutex
+	var logs []string
+	logger := funcr.New(func(prefix, args string) {
+		mu.Lock()
+		logs = append(logs, prefix+" "+args)
+		mu.Unlock()
+	}, funcr.Options{})
+	ref := host + "/test/missing:v1"
+	if _, err := e.svc.Pull(klog.NewContext(e.ctx, logger), ref); !errdefs.IsNotFound(err) {
+		t.Fatalf("pull of a missing tag: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, l := range logs {
+		if strings.Contains(l, `"msg"="Pull failed"`) && strings.Contains(l, `"image"="`+ref+`"`) && strings.Contains(l, `"class"="NotFound"`) {
+			return
+		}
+	}
+	t.Errorf("no log of the failed pull with its image and class in:\n%s", strings.Join(logs, "\n"))
 }

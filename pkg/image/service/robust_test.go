@@ -82,6 +82,7 @@ func TestPullRefusesMaliciousImages(t *testing.T) {
 				}
 				t.Logf("%s: %v", sn, err)
 				e.checkNothingLeft(t, built)
+				e.checkNoLease(t)
 				if b, err := os.ReadFile(victim); err != nil || string(b) != "keep me" {
 					t.Fatalf("victim changed: %q, %v", b, err)
 				}
@@ -90,6 +91,15 @@ func TestPullRefusesMaliciousImages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkNoLease checks that a refused pull dropped its lease: pulling
+// again would not help, so nothing is kept for it.
+func (e *testEnv) checkNoLease(t *testing.T) {
+	t.Helper()
+	if ls, err := e.DB.Leases().List(e.ctx); err != nil || len(ls) != 0 {
+		t.Errorf("leases after a refused pull: %v, %v", ls, err)
 	}
 }
 
@@ -124,6 +134,13 @@ type fakeRegistry struct {
 	// stalled, when set, is sent to (without blocking) once the blob
 	// hang has sent its first half.
 	stalled chan<- struct{}
+	// cut, once cutAfter is closed, sends its first half and drops the
+	// connection, as a registry that dies.
+	cut      digest.Digest
+	cutAfter <-chan struct{}
+	// slow is sent in 20 pieces over slowFor.
+	slow    digest.Digest
+	slowFor time.Duration
 }
 
 func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -147,6 +164,27 @@ func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	if r.Method == http.MethodHead {
+		return
+	}
+	switch d {
+	case f.cut:
+		select {
+		case <-f.cutAfter:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = w.Write(b[:len(b)/2])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	case f.slow:
+		step := (len(b) + 19) / 20
+		for i := 0; i < len(b); i += step {
+			time.Sleep(f.slowFor / 20)
+			if _, err := w.Write(b[i:min(i+step, len(b))]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
 		return
 	}
 	if d == f.hang {
@@ -203,6 +241,7 @@ func TestPullRefusesBlobThatLiesAboutItsDigest(t *testing.T) {
 			t.Fatalf("%s: pull: %v, want FailedPrecondition naming %s", sn, err, lie.Desc.Digest)
 		}
 		e.checkNothingLeft(t, built)
+		e.checkNoLease(t)
 		if _, err := e.DB.ContentStore().Status(e.ctx, ingestRef(lie.Desc)); !errdefs.IsNotFound(err) {
 			t.Errorf("%s: the bad ingest was kept for resuming: %v", sn, err)
 		}
@@ -229,12 +268,13 @@ func TestPullRefusesManifestOverTheLimit(t *testing.T) {
 func TestPullStallTimeout(t *testing.T) {
 	l := randomLayer(t, 1<<20)
 	built := imagetest.Image{Layers: []imagetest.Layer{l}}.Build(t)
-	e := newTestEnv(t, "overlayfs", func(cfg *Config) { cfg.StallTimeout = gcDuration(300 * time.Millisecond) })
+	e := newTestEnv(t, "overlayfs", func(cfg *Config) { cfg.StallTimeout = gcDuration(300 * time.Millisecond); cfg.FetchRetries = 1 })
 	host := serveFake(t, built, func(f *fakeRegistry) { f.hang = l.Desc.Digest })
 	start := time.Now()
 	_, err := e.svc.Pull(e.ctx, host+"/test/stall:v1")
-	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), l.Desc.Digest.String()) || !strings.Contains(err.Error(), "stall_timeout") {
-		t.Fatalf("pull: %v, want Unavailable naming the blob and stall_timeout", err)
+	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), l.Desc.Digest.String()) || !strings.Contains(err.Error(), "stall_timeout") ||
+		!strings.Contains(err.Error(), "after 1 retries") {
+		t.Fatalf("pull: %v, want Unavailable naming the blob and stall_timeout, after one retry", err)
 	}
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("stall detected after %v", d)
@@ -317,8 +357,8 @@ func TestRemoveFreesBlobsAndSnapshots(t *testing.T) {
 	if n := countEntries(t, snaps); n != 3 {
 		t.Fatalf("%d snapshot directories after the pull, want 3", n)
 	}
-	if err := e.svc.Remove(e.ctx, img.Name, true); err != nil {
-		t.Fatal(err)
+	if held, err := e.svc.Remove(e.ctx, img.Name, true); err != nil || len(held) != 0 {
+		t.Fatalf("remove: %v, held %+v", err, held)
 	}
 	if n := countEntries(t, blobs); n != 0 {
 		t.Errorf("%d blobs left after remove", n)
@@ -329,7 +369,7 @@ func TestRemoveFreesBlobsAndSnapshots(t *testing.T) {
 	if _, err := e.svc.Get(e.ctx, img.Name); !errdefs.IsNotFound(err) {
 		t.Errorf("get after remove: %v", err)
 	}
-	if err := e.svc.Remove(e.ctx, img.Name, false); !errdefs.IsNotFound(err) {
+	if _, err := e.svc.Remove(e.ctx, img.Name, false); !errdefs.IsNotFound(err) {
 		t.Errorf("second remove: %v", err)
 	}
 }
@@ -352,6 +392,9 @@ func TestConfigValidate(t *testing.T) {
 		"stall_timeout":            func(c *Config) { c.StallTimeout = 0 },
 		"max_layer_size":           func(c *Config) { c.MaxLayerSize = 0 },
 		"max_unpack_parallel":      func(c *Config) { c.MaxUnpackParallel = 0 },
+		"keep_failed_pull":         func(c *Config) { c.KeepFailedPull = 0 },
+		"fetch_retries":            func(c *Config) { c.FetchRetries = -1 },
+		"fetch_retry_time":         func(c *Config) { c.FetchRetryTime = 0 },
 	} {
 		c := DefaultConfig()
 		mutate(&c)

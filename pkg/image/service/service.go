@@ -31,7 +31,6 @@ import (
 	"strings"
 
 	"golang.org/x/sync/semaphore"
-	"k8s.io/klog/v2"
 
 	"github.com/cri-runtime/cri-runtime/pkg/content"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
@@ -119,21 +118,6 @@ func (s *Service) Get(ctx context.Context, name string) (meta.Image, error) {
 // fields name, target.digest, target.mediatype, labels.<key>).
 func (s *Service) List(ctx context.Context, filters ...string) ([]meta.Image, error) {
 	return s.db.Images().List(ctx, filters...)
-}
-
-// Remove deletes the image name. What only it held (blobs, snapshots) is
-// released to the garbage collector; with sync, Remove returns once a
-// collection has removed it.
-func (s *Service) Remove(ctx context.Context, name string, sync bool) error {
-	var opts []meta.DeleteOpt
-	if sync {
-		opts = append(opts, meta.SynchronousDelete())
-	}
-	if err := s.db.Images().Delete(ctx, name, opts...); err != nil {
-		return err
-	}
-	klog.FromContext(ctx).V(2).Info("Image removed", "image", name, "sync", sync)
-	return nil
 }
 
 // inUserNS reports whether the process runs in a user namespace: its uid

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,11 +62,14 @@ type appliedLayer struct {
 	over bool
 }
 
-// newJob reads the config, finds the layers already unpacked, registers
-// the job and starts its committer.
-func (p *puller) newJob(ctx context.Context, config ocispec.Descriptor, layers []ocispec.Descriptor) (*unpackJob, error) {
+// newJob reads the config of the manifest mf, finds the layers already
+// unpacked, registers the job and starts its committer.
+func (p *puller) newJob(ctx context.Context, mf, config ocispec.Descriptor, layers []ocispec.Descriptor) (*unpackJob, error) {
 	img, err := image.ReadConfig(ctx, p.s.cs, config)
 	if err != nil {
+		return nil, err
+	}
+	if err := p.checkPlatform(mf, img.Platform); err != nil {
 		return nil, err
 	}
 	if len(img.RootFS.DiffIDs) != len(layers) {
@@ -89,16 +93,11 @@ func (p *puller) newJob(ctx context.Context, config ocispec.Descriptor, layers [
 	}
 	for i, l := range layers {
 		j.ready[i] = make(chan struct{})
-		if i < j.start {
-			p.rep.emit(Progress{Desc: l, State: StateExists, Total: l.Size})
-			continue
+		if i >= j.start {
+			j.unclaim[l.Digest] = append(j.unclaim[l.Digest], i)
 		}
-		j.unclaim[l.Digest] = append(j.unclaim[l.Digest], i)
 		p.rep.emit(Progress{Desc: l, State: StateWaiting, Total: l.Size})
 	}
-	// The layers below start are not fetched: their blobs count as
-	// existing whether or not the content store still has them.
-	p.stats.existing.Add(int64(j.start))
 	p.stats.unpackedExisting.Add(int64(j.start))
 	p.mu.Lock()
 	p.jobs = append(p.jobs, j)
@@ -111,8 +110,35 @@ func (p *puller) newJob(ctx context.Context, config ocispec.Descriptor, layers [
 	return j, nil
 }
 
-// todo lists the layers to fetch.
-func (j *unpackJob) todo() []ocispec.Descriptor { return j.layers[j.start:] }
+// checkPlatform refuses the manifest the reference resolved to when its
+// config names a platform that the platforms asked for (the host's by
+// default) do not match, as containerd does: an index was filtered by
+// platform already, a single manifest was not. NotFound, as no manifest
+// for the platform exists.
+func (p *puller) checkPlatform(mf ocispec.Descriptor, pl ocispec.Platform) error {
+	if mf.Digest != p.root || (pl.OS == "" && pl.Architecture == "") || p.unpackM.Match(pl) {
+		return nil
+	}
+	return fmt.Errorf("manifest %s is for %s, not for %s: %w", mf.Digest, image.FormatPlatform(image.NormalizePlatform(pl)), p.unpackM, errdefs.ErrNotFound)
+}
+
+// todo lists the layers to fetch: those to unpack, then those already
+// unpacked, whose blobs are fetched only if the content store lost them
+// (an image's blobs stay whole: `images check` and a push need them).
+func (j *unpackJob) todo() []ocispec.Descriptor {
+	todo := slices.Clone(j.layers[j.start:])
+	seen := map[digest.Digest]bool{}
+	for _, l := range todo {
+		seen[l.Digest] = true
+	}
+	for _, l := range j.layers[:j.start] {
+		if !seen[l.Digest] {
+			seen[l.Digest] = true
+			todo = append(todo, l)
+		}
+	}
+	return todo
+}
 
 func (j *unpackJob) claim(dgst digest.Digest) (int, bool) {
 	j.mu.Lock()
@@ -193,7 +219,7 @@ func (j *unpackJob) stream(ctx context.Context, i int, w content.Writer) error {
 	}
 	start := time.Now()
 	err = func() error {
-		body, err := p.open(ctx, desc, 0)
+		body, err := p.openRetrying(ctx, desc, 0)
 		if err != nil {
 			return err
 		}
@@ -204,6 +230,9 @@ func (j *unpackJob) stream(ctx context.Context, i int, w content.Writer) error {
 		defer aw.Close()
 		tee := &teeReader{r: body, w: aw, bp: bp}
 		diffID, _, aerr := archive.ApplyLayer(ctx, root, tee, desc.MediaType, j.applyOpts(true)...)
+		if tee.rerr != nil {
+			return tee.rerr // the fetch failed, not the layer
+		}
 		err = tee.drain()
 		if cerr := aw.Close(); err == nil {
 			err = cerr

@@ -15,7 +15,6 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
-	emptypb "google.golang.org/protobuf/types/known/emptypb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -752,6 +751,146 @@ func (x *DeleteImageRequest) GetSync() bool {
 	return false
 }
 
+type DeleteImageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// held lists, after a synchronous delete, what of the image the
+	// collection kept and what holds it; empty when all was freed or the
+	// delete was not synchronous. A resource held by several is listed
+	// under each.
+	Held          []*Holder `protobuf:"bytes,1,rep,name=held,proto3" json:"held,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteImageResponse) Reset() {
+	*x = DeleteImageResponse{}
+	mi := &file_services_images_v1_images_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteImageResponse) ProtoMessage() {}
+
+func (x *DeleteImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_services_images_v1_images_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteImageResponse.ProtoReflect.Descriptor instead.
+func (*DeleteImageResponse) Descriptor() ([]byte, []int) {
+	return file_services_images_v1_images_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DeleteImageResponse) GetHeld() []*Holder {
+	if x != nil {
+		return x.Held
+	}
+	return nil
+}
+
+// Holder keeps some blobs and snapshots from the garbage collector.
+type Holder struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is "lease", "image" (another image), or "other" (a container, a
+	// gc.root label, an ingest).
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// id is the lease ID or the image name.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// expires_at is the expiry of a lease; unset if it never expires.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// labels of a lease ("cri-runtime.io/pull" names a pull's reference).
+	Labels map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// content lists the digests of the blobs it holds.
+	Content []string `protobuf:"bytes,5,rep,name=content,proto3" json:"content,omitempty"`
+	// snapshots lists the snapshots it holds, as "<snapshotter>/<key>".
+	Snapshots     []string `protobuf:"bytes,6,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Holder) Reset() {
+	*x = Holder{}
+	mi := &file_services_images_v1_images_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Holder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Holder) ProtoMessage() {}
+
+func (x *Holder) ProtoReflect() protoreflect.Message {
+	mi := &file_services_images_v1_images_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Holder.ProtoReflect.Descriptor instead.
+func (*Holder) Descriptor() ([]byte, []int) {
+	return file_services_images_v1_images_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Holder) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Holder) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Holder) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *Holder) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Holder) GetContent() []string {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *Holder) GetSnapshots() []string {
+	if x != nil {
+		return x.Snapshots
+	}
+	return nil
+}
+
 // Credential authenticates a pull to the registry of the reference (not to
 // its mirrors): a username and password, or an identity (refresh) token,
 // or a registry (access) token.
@@ -767,7 +906,7 @@ type Credential struct {
 
 func (x *Credential) Reset() {
 	*x = Credential{}
-	mi := &file_services_images_v1_images_proto_msgTypes[12]
+	mi := &file_services_images_v1_images_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +918,7 @@ func (x *Credential) String() string {
 func (*Credential) ProtoMessage() {}
 
 func (x *Credential) ProtoReflect() protoreflect.Message {
-	mi := &file_services_images_v1_images_proto_msgTypes[12]
+	mi := &file_services_images_v1_images_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +931,7 @@ func (x *Credential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credential.ProtoReflect.Descriptor instead.
 func (*Credential) Descriptor() ([]byte, []int) {
-	return file_services_images_v1_images_proto_rawDescGZIP(), []int{12}
+	return file_services_images_v1_images_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Credential) GetUsername() string {
@@ -842,7 +981,7 @@ type PullRequest struct {
 
 func (x *PullRequest) Reset() {
 	*x = PullRequest{}
-	mi := &file_services_images_v1_images_proto_msgTypes[13]
+	mi := &file_services_images_v1_images_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +993,7 @@ func (x *PullRequest) String() string {
 func (*PullRequest) ProtoMessage() {}
 
 func (x *PullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_services_images_v1_images_proto_msgTypes[13]
+	mi := &file_services_images_v1_images_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +1006,7 @@ func (x *PullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullRequest.ProtoReflect.Descriptor instead.
 func (*PullRequest) Descriptor() ([]byte, []int) {
-	return file_services_images_v1_images_proto_rawDescGZIP(), []int{13}
+	return file_services_images_v1_images_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PullRequest) GetRef() string {
@@ -920,7 +1059,7 @@ type BlobProgress struct {
 
 func (x *BlobProgress) Reset() {
 	*x = BlobProgress{}
-	mi := &file_services_images_v1_images_proto_msgTypes[14]
+	mi := &file_services_images_v1_images_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1071,7 @@ func (x *BlobProgress) String() string {
 func (*BlobProgress) ProtoMessage() {}
 
 func (x *BlobProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_services_images_v1_images_proto_msgTypes[14]
+	mi := &file_services_images_v1_images_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1084,7 @@ func (x *BlobProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobProgress.ProtoReflect.Descriptor instead.
 func (*BlobProgress) Descriptor() ([]byte, []int) {
-	return file_services_images_v1_images_proto_rawDescGZIP(), []int{14}
+	return file_services_images_v1_images_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BlobProgress) GetDesc() *Descriptor {
@@ -1023,7 +1162,7 @@ type PullResult struct {
 
 func (x *PullResult) Reset() {
 	*x = PullResult{}
-	mi := &file_services_images_v1_images_proto_msgTypes[15]
+	mi := &file_services_images_v1_images_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1174,7 @@ func (x *PullResult) String() string {
 func (*PullResult) ProtoMessage() {}
 
 func (x *PullResult) ProtoReflect() protoreflect.Message {
-	mi := &file_services_images_v1_images_proto_msgTypes[15]
+	mi := &file_services_images_v1_images_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1187,7 @@ func (x *PullResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullResult.ProtoReflect.Descriptor instead.
 func (*PullResult) Descriptor() ([]byte, []int) {
-	return file_services_images_v1_images_proto_rawDescGZIP(), []int{15}
+	return file_services_images_v1_images_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PullResult) GetImage() *Image {
@@ -1150,7 +1289,7 @@ type PullResponse struct {
 
 func (x *PullResponse) Reset() {
 	*x = PullResponse{}
-	mi := &file_services_images_v1_images_proto_msgTypes[16]
+	mi := &file_services_images_v1_images_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1301,7 @@ func (x *PullResponse) String() string {
 func (*PullResponse) ProtoMessage() {}
 
 func (x *PullResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_services_images_v1_images_proto_msgTypes[16]
+	mi := &file_services_images_v1_images_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1314,7 @@ func (x *PullResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullResponse.ProtoReflect.Descriptor instead.
 func (*PullResponse) Descriptor() ([]byte, []int) {
-	return file_services_images_v1_images_proto_rawDescGZIP(), []int{16}
+	return file_services_images_v1_images_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PullResponse) GetEvent() isPullResponse_Event {
@@ -1232,7 +1371,7 @@ type CheckImagesRequest struct {
 
 func (x *CheckImagesRequest) Reset() {
 	*x = CheckImagesRequest{}
-	mi := &file_services_images_v1_images_proto_msgTypes[17]
+	mi := &file_services_images_v1_images_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1383,7 @@ func (x *CheckImagesRequest) String() string {
 func (*CheckImagesRequest) ProtoMessage() {}
 
 func (x *CheckImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_services_images_v1_images_proto_msgTypes[17]
+	mi := &file_services_images_v1_images_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1396,7 @@ func (x *CheckImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckImagesRequest.ProtoReflect.Descriptor instead.
 func (*CheckImagesRequest) Descriptor() ([]byte, []int) {
-	return file_services_images_v1_images_proto_rawDescGZIP(), []int{17}
+	return file_services_images_v1_images_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CheckImagesRequest) GetFilters() []string {
@@ -1295,7 +1434,7 @@ type ImageCheck struct {
 
 func (x *ImageCheck) Reset() {
 	*x = ImageCheck{}
-	mi := &file_services_images_v1_images_proto_msgTypes[18]
+	mi := &file_services_images_v1_images_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1446,7 @@ func (x *ImageCheck) String() string {
 func (*ImageCheck) ProtoMessage() {}
 
 func (x *ImageCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_services_images_v1_images_proto_msgTypes[18]
+	mi := &file_services_images_v1_images_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1459,7 @@ func (x *ImageCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageCheck.ProtoReflect.Descriptor instead.
 func (*ImageCheck) Descriptor() ([]byte, []int) {
-	return file_services_images_v1_images_proto_rawDescGZIP(), []int{18}
+	return file_services_images_v1_images_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ImageCheck) GetImage() *Image {
@@ -1381,7 +1520,7 @@ type CheckImagesResponse struct {
 
 func (x *CheckImagesResponse) Reset() {
 	*x = CheckImagesResponse{}
-	mi := &file_services_images_v1_images_proto_msgTypes[19]
+	mi := &file_services_images_v1_images_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1532,7 @@ func (x *CheckImagesResponse) String() string {
 func (*CheckImagesResponse) ProtoMessage() {}
 
 func (x *CheckImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_services_images_v1_images_proto_msgTypes[19]
+	mi := &file_services_images_v1_images_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1545,7 @@ func (x *CheckImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckImagesResponse.ProtoReflect.Descriptor instead.
 func (*CheckImagesResponse) Descriptor() ([]byte, []int) {
-	return file_services_images_v1_images_proto_rawDescGZIP(), []int{19}
+	return file_services_images_v1_images_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CheckImagesResponse) GetImages() []*ImageCheck {
@@ -1420,7 +1559,7 @@ var File_services_images_v1_images_proto protoreflect.FileDescriptor
 
 const file_services_images_v1_images_proto_rawDesc = "" +
 	"\n" +
-	"\x1fservices/images/v1/images.proto\x12\x1ecri_runtime.services.images.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x01\n" +
+	"\x1fservices/images/v1/images.proto\x12\x1ecri_runtime.services.images.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x01\n" +
 	"\n" +
 	"Descriptor\x12\x1d\n" +
 	"\n" +
@@ -1474,7 +1613,20 @@ const file_services_images_v1_images_proto_rawDesc = "" +
 	"\x05image\x18\x01 \x01(\v2%.cri_runtime.services.images.v1.ImageR\x05image\"<\n" +
 	"\x12DeleteImageRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04sync\x18\x02 \x01(\bR\x04sync\"\x8c\x01\n" +
+	"\x04sync\x18\x02 \x01(\bR\x04sync\"Q\n" +
+	"\x13DeleteImageResponse\x12:\n" +
+	"\x04held\x18\x01 \x03(\v2&.cri_runtime.services.images.v1.HolderR\x04held\"\xa6\x02\n" +
+	"\x06Holder\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12J\n" +
+	"\x06labels\x18\x04 \x03(\v22.cri_runtime.services.images.v1.Holder.LabelsEntryR\x06labels\x12\x18\n" +
+	"\acontent\x18\x05 \x03(\tR\acontent\x12\x1c\n" +
+	"\tsnapshots\x18\x06 \x03(\tR\tsnapshots\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8c\x01\n" +
 	"\n" +
 	"Credential\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
@@ -1540,13 +1692,13 @@ const file_services_images_v1_images_proto_rawDesc = "" +
 	"\tUNPACKING\x10\x02\x12\b\n" +
 	"\x04DONE\x10\x03\x12\n" +
 	"\n" +
-	"\x06EXISTS\x10\x042\xf4\x05\n" +
+	"\x06EXISTS\x10\x042\x91\x06\n" +
 	"\x06Images\x12h\n" +
 	"\x03Get\x12/.cri_runtime.services.images.v1.GetImageRequest\x1a0.cri_runtime.services.images.v1.GetImageResponse\x12m\n" +
 	"\x04List\x121.cri_runtime.services.images.v1.ListImagesRequest\x1a2.cri_runtime.services.images.v1.ListImagesResponse\x12q\n" +
 	"\x06Create\x122.cri_runtime.services.images.v1.CreateImageRequest\x1a3.cri_runtime.services.images.v1.CreateImageResponse\x12q\n" +
-	"\x06Update\x122.cri_runtime.services.images.v1.UpdateImageRequest\x1a3.cri_runtime.services.images.v1.UpdateImageResponse\x12T\n" +
-	"\x06Delete\x122.cri_runtime.services.images.v1.DeleteImageRequest\x1a\x16.google.protobuf.Empty\x12c\n" +
+	"\x06Update\x122.cri_runtime.services.images.v1.UpdateImageRequest\x1a3.cri_runtime.services.images.v1.UpdateImageResponse\x12q\n" +
+	"\x06Delete\x122.cri_runtime.services.images.v1.DeleteImageRequest\x1a3.cri_runtime.services.images.v1.DeleteImageResponse\x12c\n" +
 	"\x04Pull\x12+.cri_runtime.services.images.v1.PullRequest\x1a,.cri_runtime.services.images.v1.PullResponse0\x01\x12p\n" +
 	"\x05Check\x122.cri_runtime.services.images.v1.CheckImagesRequest\x1a3.cri_runtime.services.images.v1.CheckImagesResponseBBZ@github.com/cri-runtime/cri-runtime/api/services/images/v1;imagesb\x06proto3"
 
@@ -1563,7 +1715,7 @@ func file_services_images_v1_images_proto_rawDescGZIP() []byte {
 }
 
 var file_services_images_v1_images_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_services_images_v1_images_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_services_images_v1_images_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_services_images_v1_images_proto_goTypes = []any{
 	(BlobState)(0),                // 0: cri_runtime.services.images.v1.BlobState
 	(*Descriptor)(nil),            // 1: cri_runtime.services.images.v1.Descriptor
@@ -1578,72 +1730,77 @@ var file_services_images_v1_images_proto_goTypes = []any{
 	(*UpdateImageRequest)(nil),    // 10: cri_runtime.services.images.v1.UpdateImageRequest
 	(*UpdateImageResponse)(nil),   // 11: cri_runtime.services.images.v1.UpdateImageResponse
 	(*DeleteImageRequest)(nil),    // 12: cri_runtime.services.images.v1.DeleteImageRequest
-	(*Credential)(nil),            // 13: cri_runtime.services.images.v1.Credential
-	(*PullRequest)(nil),           // 14: cri_runtime.services.images.v1.PullRequest
-	(*BlobProgress)(nil),          // 15: cri_runtime.services.images.v1.BlobProgress
-	(*PullResult)(nil),            // 16: cri_runtime.services.images.v1.PullResult
-	(*PullResponse)(nil),          // 17: cri_runtime.services.images.v1.PullResponse
-	(*CheckImagesRequest)(nil),    // 18: cri_runtime.services.images.v1.CheckImagesRequest
-	(*ImageCheck)(nil),            // 19: cri_runtime.services.images.v1.ImageCheck
-	(*CheckImagesResponse)(nil),   // 20: cri_runtime.services.images.v1.CheckImagesResponse
-	nil,                           // 21: cri_runtime.services.images.v1.Descriptor.AnnotationsEntry
-	nil,                           // 22: cri_runtime.services.images.v1.Image.LabelsEntry
-	nil,                           // 23: cri_runtime.services.images.v1.ListImagesResponse.UsageEntry
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 25: google.protobuf.FieldMask
-	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
-	(*emptypb.Empty)(nil),         // 27: google.protobuf.Empty
+	(*DeleteImageResponse)(nil),   // 13: cri_runtime.services.images.v1.DeleteImageResponse
+	(*Holder)(nil),                // 14: cri_runtime.services.images.v1.Holder
+	(*Credential)(nil),            // 15: cri_runtime.services.images.v1.Credential
+	(*PullRequest)(nil),           // 16: cri_runtime.services.images.v1.PullRequest
+	(*BlobProgress)(nil),          // 17: cri_runtime.services.images.v1.BlobProgress
+	(*PullResult)(nil),            // 18: cri_runtime.services.images.v1.PullResult
+	(*PullResponse)(nil),          // 19: cri_runtime.services.images.v1.PullResponse
+	(*CheckImagesRequest)(nil),    // 20: cri_runtime.services.images.v1.CheckImagesRequest
+	(*ImageCheck)(nil),            // 21: cri_runtime.services.images.v1.ImageCheck
+	(*CheckImagesResponse)(nil),   // 22: cri_runtime.services.images.v1.CheckImagesResponse
+	nil,                           // 23: cri_runtime.services.images.v1.Descriptor.AnnotationsEntry
+	nil,                           // 24: cri_runtime.services.images.v1.Image.LabelsEntry
+	nil,                           // 25: cri_runtime.services.images.v1.ListImagesResponse.UsageEntry
+	nil,                           // 26: cri_runtime.services.images.v1.Holder.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil), // 28: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),   // 29: google.protobuf.Duration
 }
 var file_services_images_v1_images_proto_depIdxs = []int32{
-	21, // 0: cri_runtime.services.images.v1.Descriptor.annotations:type_name -> cri_runtime.services.images.v1.Descriptor.AnnotationsEntry
-	22, // 1: cri_runtime.services.images.v1.Image.labels:type_name -> cri_runtime.services.images.v1.Image.LabelsEntry
+	23, // 0: cri_runtime.services.images.v1.Descriptor.annotations:type_name -> cri_runtime.services.images.v1.Descriptor.AnnotationsEntry
+	24, // 1: cri_runtime.services.images.v1.Image.labels:type_name -> cri_runtime.services.images.v1.Image.LabelsEntry
 	1,  // 2: cri_runtime.services.images.v1.Image.target:type_name -> cri_runtime.services.images.v1.Descriptor
-	24, // 3: cri_runtime.services.images.v1.Image.created_at:type_name -> google.protobuf.Timestamp
-	24, // 4: cri_runtime.services.images.v1.Image.updated_at:type_name -> google.protobuf.Timestamp
+	27, // 3: cri_runtime.services.images.v1.Image.created_at:type_name -> google.protobuf.Timestamp
+	27, // 4: cri_runtime.services.images.v1.Image.updated_at:type_name -> google.protobuf.Timestamp
 	2,  // 5: cri_runtime.services.images.v1.GetImageResponse.image:type_name -> cri_runtime.services.images.v1.Image
 	2,  // 6: cri_runtime.services.images.v1.ListImagesResponse.images:type_name -> cri_runtime.services.images.v1.Image
-	23, // 7: cri_runtime.services.images.v1.ListImagesResponse.usage:type_name -> cri_runtime.services.images.v1.ListImagesResponse.UsageEntry
+	25, // 7: cri_runtime.services.images.v1.ListImagesResponse.usage:type_name -> cri_runtime.services.images.v1.ListImagesResponse.UsageEntry
 	2,  // 8: cri_runtime.services.images.v1.CreateImageRequest.image:type_name -> cri_runtime.services.images.v1.Image
 	2,  // 9: cri_runtime.services.images.v1.CreateImageResponse.image:type_name -> cri_runtime.services.images.v1.Image
 	2,  // 10: cri_runtime.services.images.v1.UpdateImageRequest.image:type_name -> cri_runtime.services.images.v1.Image
-	25, // 11: cri_runtime.services.images.v1.UpdateImageRequest.update_mask:type_name -> google.protobuf.FieldMask
+	28, // 11: cri_runtime.services.images.v1.UpdateImageRequest.update_mask:type_name -> google.protobuf.FieldMask
 	2,  // 12: cri_runtime.services.images.v1.UpdateImageResponse.image:type_name -> cri_runtime.services.images.v1.Image
-	13, // 13: cri_runtime.services.images.v1.PullRequest.credential:type_name -> cri_runtime.services.images.v1.Credential
-	1,  // 14: cri_runtime.services.images.v1.BlobProgress.desc:type_name -> cri_runtime.services.images.v1.Descriptor
-	0,  // 15: cri_runtime.services.images.v1.BlobProgress.state:type_name -> cri_runtime.services.images.v1.BlobState
-	24, // 16: cri_runtime.services.images.v1.BlobProgress.started_at:type_name -> google.protobuf.Timestamp
-	24, // 17: cri_runtime.services.images.v1.BlobProgress.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 18: cri_runtime.services.images.v1.PullResult.image:type_name -> cri_runtime.services.images.v1.Image
-	26, // 19: cri_runtime.services.images.v1.PullResult.elapsed:type_name -> google.protobuf.Duration
-	26, // 20: cri_runtime.services.images.v1.PullResult.fetch_time:type_name -> google.protobuf.Duration
-	26, // 21: cri_runtime.services.images.v1.PullResult.apply_time:type_name -> google.protobuf.Duration
-	26, // 22: cri_runtime.services.images.v1.PullResult.sync_time:type_name -> google.protobuf.Duration
-	26, // 23: cri_runtime.services.images.v1.PullResult.commit_time:type_name -> google.protobuf.Duration
-	15, // 24: cri_runtime.services.images.v1.PullResponse.blob:type_name -> cri_runtime.services.images.v1.BlobProgress
-	16, // 25: cri_runtime.services.images.v1.PullResponse.result:type_name -> cri_runtime.services.images.v1.PullResult
-	2,  // 26: cri_runtime.services.images.v1.ImageCheck.image:type_name -> cri_runtime.services.images.v1.Image
-	1,  // 27: cri_runtime.services.images.v1.ImageCheck.missing:type_name -> cri_runtime.services.images.v1.Descriptor
-	19, // 28: cri_runtime.services.images.v1.CheckImagesResponse.images:type_name -> cri_runtime.services.images.v1.ImageCheck
-	7,  // 29: cri_runtime.services.images.v1.ListImagesResponse.UsageEntry.value:type_name -> cri_runtime.services.images.v1.ImageUsage
-	3,  // 30: cri_runtime.services.images.v1.Images.Get:input_type -> cri_runtime.services.images.v1.GetImageRequest
-	5,  // 31: cri_runtime.services.images.v1.Images.List:input_type -> cri_runtime.services.images.v1.ListImagesRequest
-	8,  // 32: cri_runtime.services.images.v1.Images.Create:input_type -> cri_runtime.services.images.v1.CreateImageRequest
-	10, // 33: cri_runtime.services.images.v1.Images.Update:input_type -> cri_runtime.services.images.v1.UpdateImageRequest
-	12, // 34: cri_runtime.services.images.v1.Images.Delete:input_type -> cri_runtime.services.images.v1.DeleteImageRequest
-	14, // 35: cri_runtime.services.images.v1.Images.Pull:input_type -> cri_runtime.services.images.v1.PullRequest
-	18, // 36: cri_runtime.services.images.v1.Images.Check:input_type -> cri_runtime.services.images.v1.CheckImagesRequest
-	4,  // 37: cri_runtime.services.images.v1.Images.Get:output_type -> cri_runtime.services.images.v1.GetImageResponse
-	6,  // 38: cri_runtime.services.images.v1.Images.List:output_type -> cri_runtime.services.images.v1.ListImagesResponse
-	9,  // 39: cri_runtime.services.images.v1.Images.Create:output_type -> cri_runtime.services.images.v1.CreateImageResponse
-	11, // 40: cri_runtime.services.images.v1.Images.Update:output_type -> cri_runtime.services.images.v1.UpdateImageResponse
-	27, // 41: cri_runtime.services.images.v1.Images.Delete:output_type -> google.protobuf.Empty
-	17, // 42: cri_runtime.services.images.v1.Images.Pull:output_type -> cri_runtime.services.images.v1.PullResponse
-	20, // 43: cri_runtime.services.images.v1.Images.Check:output_type -> cri_runtime.services.images.v1.CheckImagesResponse
-	37, // [37:44] is the sub-list for method output_type
-	30, // [30:37] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	14, // 13: cri_runtime.services.images.v1.DeleteImageResponse.held:type_name -> cri_runtime.services.images.v1.Holder
+	27, // 14: cri_runtime.services.images.v1.Holder.expires_at:type_name -> google.protobuf.Timestamp
+	26, // 15: cri_runtime.services.images.v1.Holder.labels:type_name -> cri_runtime.services.images.v1.Holder.LabelsEntry
+	15, // 16: cri_runtime.services.images.v1.PullRequest.credential:type_name -> cri_runtime.services.images.v1.Credential
+	1,  // 17: cri_runtime.services.images.v1.BlobProgress.desc:type_name -> cri_runtime.services.images.v1.Descriptor
+	0,  // 18: cri_runtime.services.images.v1.BlobProgress.state:type_name -> cri_runtime.services.images.v1.BlobState
+	27, // 19: cri_runtime.services.images.v1.BlobProgress.started_at:type_name -> google.protobuf.Timestamp
+	27, // 20: cri_runtime.services.images.v1.BlobProgress.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 21: cri_runtime.services.images.v1.PullResult.image:type_name -> cri_runtime.services.images.v1.Image
+	29, // 22: cri_runtime.services.images.v1.PullResult.elapsed:type_name -> google.protobuf.Duration
+	29, // 23: cri_runtime.services.images.v1.PullResult.fetch_time:type_name -> google.protobuf.Duration
+	29, // 24: cri_runtime.services.images.v1.PullResult.apply_time:type_name -> google.protobuf.Duration
+	29, // 25: cri_runtime.services.images.v1.PullResult.sync_time:type_name -> google.protobuf.Duration
+	29, // 26: cri_runtime.services.images.v1.PullResult.commit_time:type_name -> google.protobuf.Duration
+	17, // 27: cri_runtime.services.images.v1.PullResponse.blob:type_name -> cri_runtime.services.images.v1.BlobProgress
+	18, // 28: cri_runtime.services.images.v1.PullResponse.result:type_name -> cri_runtime.services.images.v1.PullResult
+	2,  // 29: cri_runtime.services.images.v1.ImageCheck.image:type_name -> cri_runtime.services.images.v1.Image
+	1,  // 30: cri_runtime.services.images.v1.ImageCheck.missing:type_name -> cri_runtime.services.images.v1.Descriptor
+	21, // 31: cri_runtime.services.images.v1.CheckImagesResponse.images:type_name -> cri_runtime.services.images.v1.ImageCheck
+	7,  // 32: cri_runtime.services.images.v1.ListImagesResponse.UsageEntry.value:type_name -> cri_runtime.services.images.v1.ImageUsage
+	3,  // 33: cri_runtime.services.images.v1.Images.Get:input_type -> cri_runtime.services.images.v1.GetImageRequest
+	5,  // 34: cri_runtime.services.images.v1.Images.List:input_type -> cri_runtime.services.images.v1.ListImagesRequest
+	8,  // 35: cri_runtime.services.images.v1.Images.Create:input_type -> cri_runtime.services.images.v1.CreateImageRequest
+	10, // 36: cri_runtime.services.images.v1.Images.Update:input_type -> cri_runtime.services.images.v1.UpdateImageRequest
+	12, // 37: cri_runtime.services.images.v1.Images.Delete:input_type -> cri_runtime.services.images.v1.DeleteImageRequest
+	16, // 38: cri_runtime.services.images.v1.Images.Pull:input_type -> cri_runtime.services.images.v1.PullRequest
+	20, // 39: cri_runtime.services.images.v1.Images.Check:input_type -> cri_runtime.services.images.v1.CheckImagesRequest
+	4,  // 40: cri_runtime.services.images.v1.Images.Get:output_type -> cri_runtime.services.images.v1.GetImageResponse
+	6,  // 41: cri_runtime.services.images.v1.Images.List:output_type -> cri_runtime.services.images.v1.ListImagesResponse
+	9,  // 42: cri_runtime.services.images.v1.Images.Create:output_type -> cri_runtime.services.images.v1.CreateImageResponse
+	11, // 43: cri_runtime.services.images.v1.Images.Update:output_type -> cri_runtime.services.images.v1.UpdateImageResponse
+	13, // 44: cri_runtime.services.images.v1.Images.Delete:output_type -> cri_runtime.services.images.v1.DeleteImageResponse
+	19, // 45: cri_runtime.services.images.v1.Images.Pull:output_type -> cri_runtime.services.images.v1.PullResponse
+	22, // 46: cri_runtime.services.images.v1.Images.Check:output_type -> cri_runtime.services.images.v1.CheckImagesResponse
+	40, // [40:47] is the sub-list for method output_type
+	33, // [33:40] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_services_images_v1_images_proto_init() }
@@ -1651,7 +1808,7 @@ func file_services_images_v1_images_proto_init() {
 	if File_services_images_v1_images_proto != nil {
 		return
 	}
-	file_services_images_v1_images_proto_msgTypes[16].OneofWrappers = []any{
+	file_services_images_v1_images_proto_msgTypes[18].OneofWrappers = []any{
 		(*PullResponse_Blob)(nil),
 		(*PullResponse_Result)(nil),
 	}
@@ -1661,7 +1818,7 @@ func file_services_images_v1_images_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_services_images_v1_images_proto_rawDesc), len(file_services_images_v1_images_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -16,7 +16,6 @@ import (
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
-	emptypb "google.golang.org/protobuf/types/known/emptypb"
 )
 
 // This is a compile-time assertion to ensure that this generated file
@@ -48,8 +47,9 @@ type ImagesClient interface {
 	// "labels.<key>", "target"); an empty mask replaces all of them.
 	Update(ctx context.Context, in *UpdateImageRequest, opts ...grpc.CallOption) (*UpdateImageResponse, error)
 	// Delete removes the image record; with sync, it returns after a
-	// garbage collection has removed what only the image held.
-	Delete(ctx context.Context, in *DeleteImageRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// garbage collection has removed what only the image held, and says
+	// what of the image it could not free, and why.
+	Delete(ctx context.Context, in *DeleteImageRequest, opts ...grpc.CallOption) (*DeleteImageResponse, error)
 	// Pull fetches and unpacks an image and records it under its normalised
 	// name. It streams the progress of every blob and ends with one message
 	// holding the result. A pull of the same reference, platforms and
@@ -110,9 +110,9 @@ func (c *imagesClient) Update(ctx context.Context, in *UpdateImageRequest, opts 
 	return out, nil
 }
 
-func (c *imagesClient) Delete(ctx context.Context, in *DeleteImageRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+func (c *imagesClient) Delete(ctx context.Context, in *DeleteImageRequest, opts ...grpc.CallOption) (*DeleteImageResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(emptypb.Empty)
+	out := new(DeleteImageResponse)
 	err := c.cc.Invoke(ctx, Images_Delete_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -163,8 +163,9 @@ type ImagesServer interface {
 	// "labels.<key>", "target"); an empty mask replaces all of them.
 	Update(context.Context, *UpdateImageRequest) (*UpdateImageResponse, error)
 	// Delete removes the image record; with sync, it returns after a
-	// garbage collection has removed what only the image held.
-	Delete(context.Context, *DeleteImageRequest) (*emptypb.Empty, error)
+	// garbage collection has removed what only the image held, and says
+	// what of the image it could not free, and why.
+	Delete(context.Context, *DeleteImageRequest) (*DeleteImageResponse, error)
 	// Pull fetches and unpacks an image and records it under its normalised
 	// name. It streams the progress of every blob and ends with one message
 	// holding the result. A pull of the same reference, platforms and
@@ -197,7 +198,7 @@ func (UnimplementedImagesServer) Create(context.Context, *CreateImageRequest) (*
 func (UnimplementedImagesServer) Update(context.Context, *UpdateImageRequest) (*UpdateImageResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Update not implemented")
 }
-func (UnimplementedImagesServer) Delete(context.Context, *DeleteImageRequest) (*emptypb.Empty, error) {
+func (UnimplementedImagesServer) Delete(context.Context, *DeleteImageRequest) (*DeleteImageResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Delete not implemented")
 }
 func (UnimplementedImagesServer) Pull(*PullRequest, grpc.ServerStreamingServer[PullResponse]) error {
