@@ -184,8 +184,8 @@ summarize() {
 		echo "failed specs:"
 		sed -n '/^Summarizing [0-9]* Failure/,/^Ran /p' "$log" | grep -E '^\s*\[(FAIL|TIMEDOUT|PANICKED|INTERRUPTED)\]' | sed 's/^/  /'
 	fi
-	echo "wall time: ${secs}s, $parallel nodes"
-	echo "critest $runtime: ${passed:-0} passed, ${failed:-0} failed, $((${skipped:-0} + ${pending:-0})) skipped"
+	echo "$runtime, wall time ${secs}s, $parallel nodes"
+	echo "critest: ${passed:-0} passed, ${failed:-0} failed, $((${skipped:-0} + ${pending:-0})) skipped"
 }
 
 # cleanup stops what run.sh started and removes what the runtime left:

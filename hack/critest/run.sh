@@ -16,7 +16,8 @@
 #                    containerd-shim-runc-v2 (default: containerd in PATH)
 #   CRI_RUNTIME_BIN  for cri-runtime: a directory with cri-runtime and its
 #                    shim (default: go build ./cmd/... here)
-#   CRITEST_PARALLEL ginkgo nodes (default 4: most specs wait on containers)
+#   CRITEST_PARALLEL ginkgo nodes (default 2, one a core: the suite takes about
+#                    a minute; serial specs run alone at the end anyway)
 #   CRITEST_FOCUS    a ginkgo focus regexp, to run some specs only
 #   CRITEST_REPORT   directory for the log, JUnit report and summary
 #                    (default $CRITEST_CACHE/report-RUNTIME)
@@ -27,9 +28,12 @@
 #                    the spec pinned to an upstream digest then runs
 #   CRITEST_KEEP=1   keep the work directory (configs, logs, runtime root)
 #
-# The last line is "critest RUNTIME: N passed, N failed, N skipped"; the
-# exit status is critest's.
+# The last line is "critest: N passed, N failed, N skipped"; the exit status
+# is critest's.
 set -euo pipefail
+for v in CRITEST CRITEST_CACHE CRITEST_REPORT CONTAINERD_BIN CRI_RUNTIME_BIN BUSYBOX; do
+	[ -n "${!v:-}" ] && [ "${!v#/}" = "${!v}" ] && printf -v "$v" '%s' "$PWD/${!v}" # relative to the caller
+done
 cd "$(dirname "$0")/../.."
 
 runtime=${1:-}
@@ -66,7 +70,7 @@ cache=${CRITEST_CACHE:-$HOME/.cache/cri-runtime-critest}
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 report=${CRITEST_REPORT:-$cache/report-$runtime}
-parallel=${CRITEST_PARALLEL:-4}
+parallel=${CRITEST_PARALLEL:-2}
 subnet=${CRITEST_SUBNET:-10.89.0.0/24}
 cni_bin=${CNI_BIN_DIR:-/usr/lib/cni}
 bridge=critest0
@@ -82,6 +86,12 @@ for t in "$CRITEST" "$tools/crictl" "$tools/ginkgo" "$cni_bin/bridge" "$cni_bin/
 	[ -x "$t" ] || { echo "run.sh: $t is missing (hack/critest/build.sh, hack/deps.sh)" >&2; exit 1; }
 done
 command -v docker-registry >/dev/null || { echo "run.sh: docker-registry is missing (hack/deps.sh)" >&2; exit 1; }
+# One run at a time on the machine: the bridge, the host ports critest maps
+# (12000-12003) are fixed. Holding the lock, a bridge of ours left by a run
+# that was killed can go.
+exec {run_lock}>"${TMPDIR:-/tmp}/cri-rt-critest.lock"
+flock -n "$run_lock" || { echo "run.sh: another run.sh is running on this machine" >&2; exit 1; }
+ip link del "$bridge" 2>/dev/null || true
 if ip -4 -o addr show | grep -q " ${subnet%.*/*}\."; then
 	echo "run.sh: $subnet is in use on this machine: set CRITEST_SUBNET" >&2
 	exit 1

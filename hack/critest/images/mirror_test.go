@@ -196,17 +196,18 @@ func checkBase(t *testing.T, base imagetest.Layer) {
 }
 
 // writeHosts writes <dir>/<host>/hosts.toml for every host of the
-// catalogue and <dir>/_default/hosts.toml, sending pulls and resolves to
-// the mirror at reg. The server is the mirror too unless upstream: then
-// the upstream registry is asked for what the mirror lacks.
+// catalogue and <dir>/_default/hosts.toml (any other host), sending pulls
+// and resolves to the mirror at reg. The server is the mirror too, so that
+// what the mirror lacks fails at once instead of reaching out of the
+// machine; with upstream, it is the registry itself.
 func writeHosts(dir, reg string, upstream bool) error {
 	mirror := "http://" + reg
 	for _, host := range append(Hosts(), "_default") {
 		var b strings.Builder
 		fmt.Fprintf(&b, "# Written by hack/critest: pulls of %s go to the loopback mirror of critest's images.\n", host)
 		switch {
-		case host == "_default":
-			b.WriteString("# Any other host: the mirror first, then the host itself.\n")
+		case upstream && host == "_default":
+			b.WriteString("# What the mirror lacks is asked of the registry itself.\n")
 		case upstream:
 			fmt.Fprintf(&b, "server = %q\n", "https://"+host)
 		default:
@@ -226,8 +227,8 @@ func writeHosts(dir, reg string, upstream bool) error {
 }
 
 // checkHosts reads the hosts.toml files with the daemon's reader and checks
-// that the mirror comes first for every host, and last as well unless the
-// upstream fallback was asked for.
+// that the mirror comes first for every host (example.com for any other),
+// and is the server as well unless the upstream fallback was asked for.
 func checkHosts(t *testing.T, dir, reg string) {
 	t.Helper()
 	hosts := remote.HostsDir(dir, remote.IsLocalhost)
@@ -241,7 +242,7 @@ func checkHosts(t *testing.T, dir, reg string) {
 			t.Errorf("%s: first endpoint %+v, want the mirror http://%s with pull and resolve", host, first, reg)
 		}
 		wantLast := reg
-		if *upstreamFlag || host == "example.com" {
+		if *upstreamFlag {
 			wantLast = host
 		}
 		if last.Host != wantLast {
