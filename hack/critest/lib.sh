@@ -188,31 +188,36 @@ summarize() {
 	echo "critest: ${passed:-0} passed, ${failed:-0} failed, $((${skipped:-0} + ${pending:-0})) skipped"
 }
 
-# cleanup stops what run.sh started and removes what the runtime left:
-# pods, shims and the containers' processes, mounts and netns under $work,
-# cgroups, the bridge and the network's portmap rules; then the host state
-# the CNI plugins change (host_state_leave).
+# cleanup stops what run.sh started and removes what the runtime left, even
+# when it was killed first: pods, shims, containers (through runc's state,
+# which knows their processes and cgroups), mounts and netns under $work,
+# the cgroup parent, the bridge and the network's portmap rules; then the
+# host state the CNI plugins change (host_state_leave).
 cleanup() {
-	local status=$? ids="" p i
+	local status=$? p i f ids
 	set +e
 	if [ -n "${runtime_pid:-}" ] && kill -0 "$runtime_pid" 2>/dev/null; then
-		ids=$(crictl pods -q 2>/dev/null; crictl ps -aq 2>/dev/null)
 		crictl rmp -fa >/dev/null 2>&1
 	fi
 	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pid "${pids[i]}"; done
+	# The IDs of the pods and containers, from the runtime's directories.
+	ids=$(find "$work" -xdev -maxdepth 6 -type d -regextype egrep -regex '.*/[0-9a-f]{64}' -printf '%f\n' 2>/dev/null | sort -u)
 	for p in $(grep -lzF -- "$work/" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
 		stop_pid "$p" # a shim of ours, found by the socket path in its arguments
 	done
-	for i in $ids; do
-		find /sys/fs/cgroup -name cgroup.procs -path "*$i*" -exec cat {} + 2>/dev/null | xargs -r kill -9 2>/dev/null
+	find "$work/runc" "$work/state" -xdev -maxdepth 5 -name state.json -path '*runc*' 2>/dev/null | while read -r f; do
+		runc --root "$(dirname "$(dirname "$f")")" delete --force "$(basename "$(dirname "$f")")" 2>/dev/null
 	done
 	grep -F " $work/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do
 		umount "$m" 2>/dev/null || umount -l "$m"
 	done
-	for i in $ids; do
-		find /sys/fs/cgroup -depth -type d -name "*$i*" -exec rmdir {} + 2>/dev/null
-	done
-	for p in /sys/fs/cgroup/*/k8s.io; do # the runtime's cgroup parent, if it made it
+	# The containers' cgroups (runc leaves one when its processes are still
+	# dying), then the runtime's cgroup parent if it made it.
+	if [ -n "$ids" ]; then
+		find /sys/fs/cgroup -maxdepth 4 -type d -regextype egrep -regex ".*/($(echo $ids | tr ' ' '|'))" |
+			while read -r p; do retry_rmdir "$p"; done
+	fi
+	for p in /sys/fs/cgroup/*/k8s.io; do
 		grep -qxF "$p" <<<"$cgroups_before" || rmdir "$p" 2>/dev/null
 	done
 	ip link del "$bridge" 2>/dev/null
@@ -286,6 +291,16 @@ host_state_leave() {
 	fi
 	rm -f "$host_state_dir/host-state.json"
 	exec {host_state_fd}>&-
+}
+
+# retry_rmdir DIR removes the empty cgroup DIR, waiting up to 5 seconds for
+# its last processes to go.
+retry_rmdir() {
+	for _ in $(seq 50); do
+		rmdir "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "run.sh: cgroup $1 left: $(cat "$1/cgroup.procs" 2>/dev/null | tr '\n' ' ')" >&2
 }
 
 # stop_pid PID: SIGTERM, then SIGKILL after 10 seconds.
