@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/internal/testenv"
+
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/klauspost/compress/gzip"
 )
@@ -23,7 +25,7 @@ func eachExternal(t *testing.T, fn func(t *testing.T)) {
 		t.Run(name, func(t *testing.T) {
 			path, err := exec.LookPath(name)
 			if err != nil {
-				t.Skipf("%s is not installed (hack/deps.sh installs isal and pigz)", name)
+				testenv.Missing(t, "%s is not installed (hack/deps.sh installs isal and pigz)", name)
 			}
 			saved := lookupExternalGzip
 			lookupExternalGzip = func() string { return path }

@@ -5,9 +5,10 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"strings"
 	"sync"
 	"time"
+
+	labelpath "github.com/cri-runtime/cri-runtime/pkg/labels"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -89,20 +90,8 @@ func (s *Store) Update(ctx context.Context, info content.Info, fieldpaths ...str
 		fieldpaths = []string{"labels"}
 	}
 	labels := maps.Clone(cur.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
 	for _, f := range fieldpaths {
-		switch key, isLabel := strings.CutPrefix(f, "labels."); {
-		case f == "labels":
-			labels = maps.Clone(info.Labels)
-		case isLabel:
-			if v, ok := info.Labels[key]; ok {
-				labels[key] = v
-			} else {
-				delete(labels, key)
-			}
-		default:
+		if !labelpath.ApplyPath(&labels, info.Labels, "labels", f) {
 			return content.Info{}, fmt.Errorf("blob %s: field path %q: %w", info.Digest, f, errdefs.ErrInvalidArgument)
 		}
 	}

@@ -27,8 +27,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"strings"
+
+	"github.com/cri-runtime/cri-runtime/pkg/mount"
 
 	"golang.org/x/sync/semaphore"
 
@@ -88,13 +88,17 @@ func New(db *meta.DB, cfg Config, opts ...Opt) (*Service, error) {
 	if sn == nil {
 		return nil, fmt.Errorf("image config: snapshotter %q is not configured: %w", cfg.Snapshotter, errdefs.ErrInvalidArgument)
 	}
+	inUserNS, err := mount.InUserNS()
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{
 		db:        db,
 		cfg:       cfg,
 		cs:        db.ContentStore(),
 		sn:        sn,
 		rebase:    snapshot.CanRebase(sn),
-		userXatt:  inUserNS(),
+		userXatt:  inUserNS,
 		unpackSem: semaphore.NewWeighted(int64(cfg.MaxUnpackParallel)),
 		flights:   flights{m: map[string]*flight{}},
 	}
@@ -118,15 +122,4 @@ func (s *Service) Get(ctx context.Context, name string) (meta.Image, error) {
 // fields name, target.digest, target.mediatype, labels.<key>).
 func (s *Service) List(ctx context.Context, filters ...string) ([]meta.Image, error) {
 	return s.db.Images().List(ctx, filters...)
-}
-
-// inUserNS reports whether the process runs in a user namespace: its uid
-// map is not the whole identity map.
-func inUserNS() bool {
-	b, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
 }

@@ -1,12 +1,12 @@
 package overlay
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/cri-runtime/cri-runtime/pkg/mount"
 
 	"golang.org/x/sys/unix"
 
@@ -35,7 +35,7 @@ func probe(dir string) (features, error) {
 	if _, err := os.Stat("/sys/module/overlay/parameters/index"); err == nil {
 		f.indexOff = true
 	}
-	inUserNS, err := runningInUserNS()
+	inUserNS, err := mount.InUserNS()
 	if err != nil {
 		return f, err
 	}
@@ -95,20 +95,4 @@ func testMount(dir string, options []string) (retErr error) {
 		return fmt.Errorf("write through test mount: %w", werr)
 	}
 	return nil
-}
-
-// runningInUserNS reports whether the process runs in a user namespace
-// other than the initial one, whose uid_map maps the whole range onto
-// itself.
-func runningInUserNS() (bool, error) {
-	b, err := os.ReadFile("/proc/self/uid_map")
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil // no user namespaces in this kernel
-	}
-	if err != nil {
-		return false, fmt.Errorf("user namespace check: %w", err)
-	}
-	fields := strings.Fields(string(bytes.TrimSpace(b)))
-	initial := len(fields) == 3 && fields[0] == "0" && fields[1] == "0" && fields[2] == "4294967295"
-	return !initial, nil
 }

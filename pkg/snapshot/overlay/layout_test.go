@@ -83,7 +83,7 @@ func TestMountShapes(t *testing.T) {
 	if _, err := os.Stat("/sys/module/overlay/parameters/index"); err == nil && !slices.Contains(m[0].Options, "index=off") {
 		t.Fatalf("the kernel knows index=, the mount should turn it off: %q", m[0].Options)
 	}
-	if inNS, _ := runningInUserNS(); !inNS && slices.Contains(m[0].Options, "userxattr") {
+	if inNS, _ := mount.InUserNS(); !inNS && slices.Contains(m[0].Options, "userxattr") {
 		t.Fatalf("userxattr outside a user namespace: %q", m[0].Options)
 	}
 	m, err = s.View(ctx, "v2", "b")
