@@ -19,6 +19,8 @@ import (
 	"github.com/cri-runtime/cri-runtime/internal/testenv"
 	"github.com/cri-runtime/cri-runtime/pkg/content"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/image"
+	"github.com/cri-runtime/cri-runtime/pkg/image/imagetest"
 	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
 	"github.com/cri-runtime/cri-runtime/pkg/server"
 	"github.com/cri-runtime/cri-runtime/pkg/server/servertest"
@@ -89,6 +91,36 @@ func fillTo(t *testing.T, dir, path string, free int64) {
 		n -= w
 	}
 	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A pull onto a full disk is ResourceExhausted too, and the same pull
+// completes once space is freed, reusing what it had fetched.
+func TestPullOntoFullDiskIsResourceExhausted(t *testing.T) {
+	small := testenv.SmallFS(t, 48)
+	host := imagetest.StartRegistry(t)
+	big := make([]byte, 12<<20)
+	rand.Read(big) // incompressible: the blob and the unpacked file are both ~12 MiB
+	built := imagetest.Image{Layers: []imagetest.Layer{
+		imagetest.NewLayer(t, image.CompressionGzip, imagetest.File("big", string(big), 0o644)),
+	}}.Build(t)
+	imagetest.Push(t, host, "test/big", "v1", built)
+	d, ctx := startForPull(t, func(cfg *server.Config) { cfg.Root = filepath.Join(small, "root") })
+	filler := filepath.Join(small, "filler")
+	fillTo(t, small, filler, 16<<20) // room for the blob, not for blob and files
+	ref := host + "/test/big:v1"
+	_, err := d.Client.Pull(ctx, ref)
+	if !errdefs.IsResourceExhausted(err) {
+		t.Fatalf("pull onto a full disk: %v, want ResourceExhausted", err)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Client.Pull(ctx, ref); err != nil {
+		t.Fatalf("pull once space is freed: %v", err)
+	}
+	if err := d.Server.DB().Check(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
