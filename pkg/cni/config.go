@@ -16,52 +16,52 @@ type Config struct {
 	// pod's networks; the directory is re-read when it changes, without a
 	// restart. Absolute path; default "/etc/cni/net.d". It need not exist:
 	// until it holds a configuration the network is not ready.
-	ConfDir string `toml:"conf_dir" comment:"conf_dir is the directory of CNI network configurations (*.conflist, *.conf, *.json). The first\nmax_conf_num files in lexical order are the pod's networks; changes are picked up without a restart.\nAbsolute path; default \"/etc/cni/net.d\"."`
+	ConfDir string `toml:"conf_dir"`
 
 	// BinDirs are the directories searched, in order, for plugin binaries.
 	// Absolute paths, at least one; default ["/opt/cni/bin",
 	// "/usr/lib/cni"] (the upstream location, then Debian's).
-	BinDirs []string `toml:"bin_dirs" comment:"bin_dirs are the directories searched, in order, for CNI plugin binaries.\nAbsolute paths, at least one; default [\"/opt/cni/bin\", \"/usr/lib/cni\"]."`
+	BinDirs []string `toml:"bin_dirs"`
 
 	// NetNSDir is where the pods' network namespaces are pinned (one
 	// bind-mounted file each). Absolute path on a filesystem that does not
 	// survive a reboot; default "/run/cri-runtime/netns". Created 0700.
-	NetNSDir string `toml:"netns_dir" comment:"netns_dir is where pod network namespaces are pinned, one bind-mounted file each.\nAbsolute path; default \"/run/cri-runtime/netns\". Created 0700."`
+	NetNSDir string `toml:"netns_dir"`
 
 	// CacheDir is libcni's cache: the configuration and result of every
 	// ADD, which DEL and CHECK read back (the CNI spec requires the same
 	// configuration on DEL as on ADD). Absolute path; default
 	// "/var/lib/cni", shared with the other runtimes and with cnitool.
-	CacheDir string `toml:"cache_dir" comment:"cache_dir is libcni's cache of the configuration and result of each ADD, read back by DEL and CHECK.\nAbsolute path; default \"/var/lib/cni\"."`
+	CacheDir string `toml:"cache_dir"`
 
 	// MaxConfNum is how many configuration files, in lexical order, are
 	// attached to each pod, as eth0, eth1, ... Count, >= 1; default 1.
-	MaxConfNum int `toml:"max_conf_num" comment:"max_conf_num is how many configuration files, in lexical order, each pod is attached to (eth0, eth1, ...).\nCount, >= 1; default 1."`
+	MaxConfNum int `toml:"max_conf_num"`
 
 	// PluginTimeout bounds each execution of a plugin binary (one ADD, DEL,
 	// CHECK or STATUS of one plugin of a list). A plugin still running then
 	// is killed, with its process group, and the call fails Unavailable.
 	// The caller's context bounds the whole call as well. Duration string,
 	// > 0; default "1m".
-	PluginTimeout Duration `toml:"plugin_timeout" comment:"plugin_timeout bounds each run of one plugin binary; a plugin still running then is killed.\nDuration string, > 0; default \"1m\"."`
+	PluginTimeout Duration `toml:"plugin_timeout"`
 
 	// UseInternalLoopback brings the pod's loopback interface up from the
 	// runtime (one ioctl inside the namespace) instead of running the
 	// loopback plugin on every ADD and DEL. Boolean; default true.
-	UseInternalLoopback bool `toml:"use_internal_loopback" comment:"use_internal_loopback brings the pod's lo up from the runtime instead of running the loopback plugin.\nBoolean; default true."`
+	UseInternalLoopback bool `toml:"use_internal_loopback"`
 
 	// IPPref orders the pod's IPs, of which the first is the one the CRI
 	// reports as the pod IP: "ipv4" (the first IPv4 address first),
 	// "ipv6" (the first IPv6 address first) or "cni" (the order the plugin
 	// returned). Default "ipv4".
-	IPPref string `toml:"ip_pref" comment:"ip_pref chooses the pod IP among the addresses of eth0: \"ipv4\", \"ipv6\" or \"cni\" (the plugin's order).\nDefault \"ipv4\"."`
+	IPPref string `toml:"ip_pref"`
 
 	// ConfTemplate is a Go text/template file rendered into
 	// <conf_dir>/10-cri-runtime-net.conflist when the CRI's
 	// UpdateRuntimeConfig gives the node's pod CIDR; "" disables it. The
 	// template sees .PodCIDR, .PodCIDRRanges and .Routes, as containerd's
 	// conf_template does. Absolute path or ""; default "".
-	ConfTemplate string `toml:"conf_template" comment:"conf_template is a Go template rendered into <conf_dir>/10-cri-runtime-net.conflist when the pod CIDR\nis set by UpdateRuntimeConfig (.PodCIDR, .PodCIDRRanges, .Routes). Absolute path or \"\"; default \"\"."`
+	ConfTemplate string `toml:"conf_template"`
 }
 
 // Defaults of Config.

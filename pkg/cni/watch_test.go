@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 
@@ -172,21 +171,14 @@ func BenchmarkStatus(b *testing.B) {
 }
 
 // TestConfigTOML: the [cni] section round-trips through the daemon's TOML
-// decoder, durations as strings, with a comment on every key.
+// decoder, durations as strings. (Its docs are the Go comments, printed by
+// the daemon's `config default`.)
 func TestConfigTOML(t *testing.T) {
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(cni.DefaultConfig()); err != nil {
 		t.Fatal(err)
 	}
 	text := buf.String()
-	lines := strings.Split(text, "\n")
-	for _, key := range []string{"conf_dir", "bin_dirs", "netns_dir", "cache_dir", "max_conf_num", "plugin_timeout",
-		"use_internal_loopback", "ip_pref", "conf_template"} {
-		i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, key+" = ") })
-		if i < 1 || !strings.HasPrefix(lines[i-1], "# ") {
-			t.Errorf("key %s missing or without a comment in:\n%s", key, text)
-		}
-	}
 	if !strings.Contains(text, `plugin_timeout = '1m0s'`) && !strings.Contains(text, `plugin_timeout = "1m0s"`) {
 		t.Errorf("plugin_timeout not a duration string:\n%s", text)
 	}

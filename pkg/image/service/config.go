@@ -13,7 +13,7 @@ type Config struct {
 	// ConfigPath is the directory of registry host configurations in the
 	// hosts.toml layout of containerd (<config_path>/<host>/hosts.toml,
 	// _default). Path; "" for none; default "/etc/cri-runtime/certs.d".
-	ConfigPath string `toml:"config_path" comment:"config_path is the directory of registry host configurations in containerd's hosts.toml layout\n(<config_path>/<host>/hosts.toml, _default). Path, \"\" for none; default \"/etc/cri-runtime/certs.d\"."`
+	ConfigPath string `toml:"config_path"`
 
 	// Snapshotter names the snapshotter images are unpacked into, one of
 	// the database's. It is not a key of the [image] section: the daemon
@@ -23,43 +23,43 @@ type Config struct {
 
 	// MaxConcurrentDownloads bounds the blobs one pull fetches at once.
 	// Count, >= 1; default 3.
-	MaxConcurrentDownloads int `toml:"max_concurrent_downloads" comment:"max_concurrent_downloads bounds the blobs one pull fetches at once. Count, >= 1; default 3."`
+	MaxConcurrentDownloads int `toml:"max_concurrent_downloads"`
 
 	// StallTimeout cancels a blob fetch that received no byte for that
 	// long; the pull then fails with an Unavailable error naming the blob
 	// (Unavailable, not DeadlineExceeded: the registry stopped sending, and
 	// a retry may well succeed). Duration string, > 0; default "1m".
-	StallTimeout gc.Duration `toml:"stall_timeout" comment:"stall_timeout cancels a blob fetch that received no byte for that long (an Unavailable error naming\nthe blob). Duration string, > 0; default \"1m\"."`
+	StallTimeout gc.Duration `toml:"stall_timeout"`
 
 	// MaxLayerSize bounds the bytes one layer may expand to once
 	// decompressed: the defence against decompression bombs. Bytes, >= 1;
 	// default 32 GiB.
-	MaxLayerSize int64 `toml:"max_layer_size" comment:"max_layer_size bounds the bytes one layer may expand to once decompressed (decompression bombs).\nBytes, >= 1; default 34359738368 (32 GiB)."`
+	MaxLayerSize int64 `toml:"max_layer_size"`
 
 	// MaxUnpackParallel bounds the layers applied at once, when the
 	// snapshotter lets layers be applied independently (overlayfs).
 	// Count, >= 1; default 2 (one per core of a small node: applying is
 	// CPU-bound by decompression).
-	MaxUnpackParallel int `toml:"max_unpack_parallel" comment:"max_unpack_parallel bounds the layers applied at once when the snapshotter allows it (overlayfs).\nCount, >= 1; default 2."`
+	MaxUnpackParallel int `toml:"max_unpack_parallel"`
 
 	// KeepFailedPull is how long what a failed, stopped or killed pull
 	// had finished (blobs, partial downloads, unpacked layers) is kept
 	// for the next pull of the image to reuse, before the collector may
 	// remove it. A running pull holds its lease this long ahead and
 	// renews it. Duration string, > 0; default "1h".
-	KeepFailedPull gc.Duration `toml:"keep_failed_pull" comment:"keep_failed_pull is how long what a failed, stopped or killed pull had finished (blobs, partial\ndownloads, unpacked layers) is kept for the next pull to reuse. Duration string, > 0; default \"1h\"."`
+	KeepFailedPull gc.Duration `toml:"keep_failed_pull"`
 
 	// FetchRetries is how many times the fetch of one blob is retried
 	// after a transient error (a reset connection, a body cut short, a
 	// 5xx, 408 or 429, a stall), each retry resuming from the bytes
 	// already received, after a backoff that starts at 250ms and doubles
 	// up to 5s. Count, >= 0 (0: no retry); default 5.
-	FetchRetries int `toml:"fetch_retries" comment:"fetch_retries is how many times the fetch of one blob is retried after a transient error (a reset\nconnection, a 5xx, a stall), each resuming from the bytes received, with a backoff from 250ms doubling\nup to 5s. Count, >= 0 (0: no retry); default 5."`
+	FetchRetries int `toml:"fetch_retries"`
 
 	// FetchRetryTime bounds the time one blob may spend retrying, from
 	// its first transient error: no retry starts after it. Duration
 	// string, > 0; default "2m".
-	FetchRetryTime gc.Duration `toml:"fetch_retry_time" comment:"fetch_retry_time bounds the time one blob spends retrying, from its first transient error.\nDuration string, > 0; default \"2m\"."`
+	FetchRetryTime gc.Duration `toml:"fetch_retry_time"`
 }
 
 // Defaults of Config.
