@@ -47,6 +47,11 @@ type Config struct {
 	// filesystem under Root, native is used instead. Default "overlayfs".
 	Snapshotter string `toml:"snapshotter"`
 
+	// ShimBinary is the shim started for each pod sandbox (and each group
+	// of containers of the CLI). Path; default "": cri-runtime-shim next to
+	// the daemon's executable, else in PATH.
+	ShimBinary string `toml:"shim_binary"`
+
 	// GRPC is the management gRPC API, used by the cri-runtime CLI.
 	GRPC GRPCConfig `toml:"grpc"`
 

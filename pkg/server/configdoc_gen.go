@@ -15,6 +15,9 @@ var configDocs = map[string]string{
 	"grpc.shutdown_timeout":          "shutdown_timeout is how long a stop waits for the unary calls in\nprogress before cutting them; streaming calls (ingests, reads, event\nsubscriptions) are ended at once. Duration string such as \"10s\", > 0;\ndefault \"10s\".",
 	"image":                          "image is pulling and unpacking images (into the top-level\nsnapshotter).",
 	"image.config_path":              "config_path is the directory of registry host configurations in the\nhosts.toml layout of containerd (<config_path>/<host>/hosts.toml,\n_default). Path; \"\" for none; default \"/etc/cri-runtime/certs.d\".",
+	"image.fetch_retries":            "fetch_retries is how many times the fetch of one blob is retried\nafter a transient error (a reset connection, a body cut short, a\n5xx, 408 or 429, a stall), each retry resuming from the bytes\nalready received, after a backoff that starts at 250ms and doubles\nup to 5s. Count, >= 0 (0: no retry); default 5.",
+	"image.fetch_retry_time":         "fetch_retry_time bounds the time one blob may spend retrying, from\nits first transient error: no retry starts after it. Duration\nstring, > 0; default \"2m\".",
+	"image.keep_failed_pull":         "keep_failed_pull is how long what a failed, stopped or killed pull\nhad finished (blobs, partial downloads, unpacked layers) is kept\nfor the next pull of the image to reuse, before the collector may\nremove it. A running pull holds its lease this long ahead and\nrenews it. Duration string, > 0; default \"1h\".",
 	"image.max_concurrent_downloads": "max_concurrent_downloads bounds the blobs one pull fetches at once.\nCount, >= 1; default 3.",
 	"image.max_layer_size":           "max_layer_size bounds the bytes one layer may expand to once\ndecompressed: the defence against decompression bombs. Bytes, >= 1;\ndefault 32 GiB.",
 	"image.max_unpack_parallel":      "max_unpack_parallel bounds the layers applied at once, when the\nsnapshotter lets layers be applied independently (overlayfs).\nCount, >= 1; default 2 (one per core of a small node: applying is\nCPU-bound by decompression).",
@@ -24,6 +27,7 @@ var configDocs = map[string]string{
 	"metrics":                        "metrics is the HTTP endpoint of Prometheus metrics and of the health\ncheck.",
 	"metrics.address":                "address is the TCP host:port serving /metrics and /healthz; \"\"\ndisables both. Default \"127.0.0.1:1338\".",
 	"root":                           "root is the directory of persistent data: content, snapshots and the\nmetadata database. Absolute path; default \"/var/lib/cri-runtime\".\nCreated 0700, else tightened to 0700; one owned by another user is\nrefused. The daemon holds an exclusive lock on root/lock.",
+	"shim_binary":                    "shim_binary is the shim started for each pod sandbox (and each group\nof containers of the CLI). Path; default \"\": cri-runtime-shim next to\nthe daemon's executable, else in PATH.",
 	"snapshotter":                    "snapshotter is the default snapshotter, which images are unpacked\ninto: \"overlayfs\" or \"native\". When overlayfs is not supported by the\nfilesystem under root, native is used instead. Default \"overlayfs\".",
 	"state":                          "state is the directory of runtime state that does not survive a\nreboot (sockets). Absolute path; default \"/run/cri-runtime\". Created,\nchecked and locked as root is.",
 }

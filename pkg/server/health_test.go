@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cri-runtime/cri-runtime/pkg/task/tasktest"
 )
 
 // TestHealthz checks /healthz through the metrics listener: 503 before
@@ -24,6 +26,8 @@ func TestHealthz(t *testing.T) {
 	}
 	defer os.RemoveAll(sockDir)
 	cfg.GRPC.Address = filepath.Join(sockDir, "mgmt.sock")
+	cfg.State = filepath.Join(sockDir, "state")
+	cfg.ShimBinary = tasktest.ShimBinary(t)
 	cfg.Metrics.Address = "127.0.0.1:0"
 	s, err := New(context.Background(), cfg)
 	if err != nil {

@@ -32,6 +32,7 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot/native"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot/overlay"
+	"github.com/cri-runtime/cri-runtime/pkg/task"
 )
 
 // Server is the assembled daemon. Build it with New, run it with Serve,
@@ -44,6 +45,7 @@ type Server struct {
 	exchange     *events.Exchange
 	db           *meta.DB
 	images       *imageservice.Service
+	tasks        *task.Manager
 
 	grpc        *grpc.Server
 	grpcL       net.Listener
@@ -111,6 +113,11 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 		return nil, fmt.Errorf("metadata database: %w", err)
 	}
 	if s.images, err = s.newImageService(); err != nil {
+		return nil, err
+	}
+	// Tasks after the database: the exits the shims kept while the
+	// daemon was down are written into it as they are replayed.
+	if err := s.newTaskManager(ctx); err != nil {
 		return nil, err
 	}
 
@@ -265,6 +272,9 @@ func (s *Server) MetricsAddress() string {
 	return s.metricsL.Addr().String()
 }
 
+// Tasks returns the task manager.
+func (s *Server) Tasks() *task.Manager { return s.tasks }
+
 // DB returns the metadata database.
 func (s *Server) DB() *meta.DB { return s.db }
 
@@ -356,6 +366,13 @@ func (s *Server) close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 		cancel()
+	}
+	if s.tasks != nil {
+		// The shims, and their containers, keep running; their events
+		// stop reaching the database before it closes.
+		if err := s.tasks.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close task manager: %w", err))
+		}
 	}
 	if s.db != nil {
 		if err := s.db.Close(); err != nil {

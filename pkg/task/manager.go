@@ -241,7 +241,7 @@ func (m *Manager) List(ctx context.Context) ([]State, error) {
 		}
 		for _, p := range st.Processes {
 			if p.ExecID == "" {
-				out = append(out, State{Group: sh.group, ProcessState: p})
+				out = append(out, State{Namespace: sh.ns, Group: sh.group, ProcessState: p})
 			}
 		}
 	}

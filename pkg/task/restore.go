@@ -109,7 +109,7 @@ func (m *Manager) restoreGroup(ctx context.Context, ns, group string) ([]State, 
 	for _, p := range st.Processes {
 		if p.ExecID == "" {
 			m.index(ns, p.ID, sh)
-			out = append(out, State{Group: group, ProcessState: p})
+			out = append(out, State{Namespace: ns, Group: group, ProcessState: p})
 		}
 	}
 	sh.replayExits(st.Processes)
@@ -147,7 +147,7 @@ func (m *Manager) cleanupDeadShim(sh *shim) []State {
 		for _, topic := range []string{shimapi.TopicExit, shimapi.TopicDelete} {
 			m.deliver(Event{Namespace: sh.ns, Group: sh.group, Event: shimapi.Event{Topic: topic, ID: id, At: exit.At, Exit: exit}})
 		}
-		out = append(out, State{Group: sh.group, ProcessState: shimapi.ProcessState{ID: id, Status: shimapi.StatusStopped, Exit: exit}})
+		out = append(out, State{Namespace: sh.ns, Group: sh.group, ProcessState: shimapi.ProcessState{ID: id, Status: shimapi.StatusStopped, Exit: exit}})
 	}
 	if len(out) == len(dirs(entries)) {
 		os.RemoveAll(sh.dir)

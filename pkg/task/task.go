@@ -29,9 +29,11 @@ type (
 	Stats = cgroups.Stats
 )
 
-// State is the state of a process and the group whose shim holds it.
+// State is the state of a process and the namespace and group whose shim
+// holds it.
 type State struct {
-	Group string
+	Namespace string
+	Group     string
 	shimapi.ProcessState
 }
 
@@ -85,7 +87,7 @@ func (sh *shim) processState(ctx context.Context, id, execID string) (State, err
 	}
 	for _, p := range st.Processes {
 		if p.ExecID == execID {
-			return State{Group: sh.group, ProcessState: p}, nil
+			return State{Namespace: sh.ns, Group: sh.group, ProcessState: p}, nil
 		}
 	}
 	return State{}, fmt.Errorf("exec %q in task %q: %w", execID, id, errdefs.ErrNotFound)

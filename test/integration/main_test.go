@@ -37,7 +37,8 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	criRuntime = filepath.Join(dir, "cri-runtime")
-	build := exec.Command("go", "build", "-o", criRuntime, "github.com/cri-runtime/cri-runtime/cmd/cri-runtime")
+	// The daemon starts the shim it finds next to its executable.
+	build := exec.Command("go", "build", "-o", dir, "github.com/cri-runtime/cri-runtime/cmd/cri-runtime", "github.com/cri-runtime/cri-runtime/cmd/cri-runtime-shim")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "go build:", err)
@@ -85,7 +86,7 @@ func newDaemon(t *testing.T) *daemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	d := &daemon{t: t, root: filepath.Join(dir, "root"), state: filepath.Join(dir, "state"), address: filepath.Join(sockDir, "mgmt.sock")}
+	d := &daemon{t: t, root: filepath.Join(dir, "root"), state: filepath.Join(sockDir, "state"), address: filepath.Join(sockDir, "mgmt.sock")}
 	t.Cleanup(func() {
 		if d.cmd != nil && !d.hasExited() {
 			d.cmd.Process.Kill()

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/pkg/task/tasktest"
+
 	"github.com/cri-runtime/cri-runtime/pkg/client"
 	"github.com/cri-runtime/cri-runtime/pkg/server"
 )
@@ -43,6 +45,9 @@ func Config(t testing.TB) server.Config {
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	cfg.GRPC.Address = filepath.Join(sockDir, "run", "mgmt.sock")
+	// The shims' sockets are under the state directory: short too.
+	cfg.State = filepath.Join(sockDir, "state")
+	cfg.ShimBinary = tasktest.ShimBinary(t)
 	cfg.Metrics.Address = "127.0.0.1:0"
 	return cfg
 }

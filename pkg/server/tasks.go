@@ -1,0 +1,197 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/meta"
+	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
+	"github.com/cri-runtime/cri-runtime/pkg/task"
+	"github.com/cri-runtime/cri-runtime/pkg/task/shimapi"
+)
+
+// statusWriter writes what the shims report into the last known status of
+// the container, or sandbox, whose task it is: the one path from a
+// process's exit to bbolt. It is the task Manager's OnEvent, which never
+// drops an event and may replay one, so every write is idempotent: a
+// replayed or late event never moves a status back.
+type statusWriter struct{ db *meta.DB }
+
+func (w statusWriter) onEvent(ctx context.Context, ev task.Event) {
+	if ev.ExecID != "" {
+		return // an exec's life is not the container's
+	}
+	var err error
+	switch ev.Topic {
+	case shimapi.TopicCreate:
+		err = w.update(ctx, ev.ID, func(st *meta.Status) bool {
+			if st.State != meta.StateUnknown {
+				return false
+			}
+			st.State, st.Pid = meta.StateCreated, ev.Pid
+			return true
+		})
+	case shimapi.TopicStart:
+		err = w.update(ctx, ev.ID, func(st *meta.Status) bool {
+			if st.State == meta.StateExited || (st.State == meta.StateRunning && !st.StartedAt.IsZero()) {
+				return false
+			}
+			st.State, st.Pid, st.StartedAt = meta.StateRunning, ev.Pid, ev.At
+			return true
+		})
+	case shimapi.TopicPaused, shimapi.TopicResumed:
+		err = w.update(ctx, ev.ID, func(st *meta.Status) bool {
+			if st.State != meta.StateRunning && st.State != meta.StatePaused {
+				return false
+			}
+			st.State = meta.StateRunning
+			if ev.Topic == shimapi.TopicPaused {
+				st.State = meta.StatePaused
+			}
+			return true
+		})
+	case shimapi.TopicExit, shimapi.TopicDelete:
+		if ev.Exit == nil {
+			return
+		}
+		err = w.update(ctx, ev.ID, func(st *meta.Status) bool {
+			if st.State == meta.StateExited {
+				return false // the first exit stands
+			}
+			exited(st, *ev.Exit)
+			return true
+		})
+	}
+	if err != nil && !errdefs.IsNotFound(err) {
+		// The task outlived its record (a delete raced its exit): nothing
+		// to write. Anything else is a database that refuses writes.
+		klog.FromContext(ctx).Error(err, "Write the status of a task", "id", ev.ID, "topic", ev.Topic)
+	}
+}
+
+// exited sets st to the exit e.
+func exited(st *meta.Status, e task.Exit) {
+	st.State, st.ExitCode, st.FinishedAt, st.Reason = meta.StateExited, int32(e.Status), e.At, e.Reason
+	if st.Reason == "" {
+		st.Reason = "Completed"
+		if e.Status != 0 {
+			st.Reason = "Error"
+		}
+	}
+	if e.Reason == shimapi.ReasonShimGone {
+		st.Message = "the shim holding the process died; its exit status is unknown"
+	}
+}
+
+// update applies fn to the status of the container id, or else of the
+// sandbox id, and writes it when fn says it changed.
+func (w statusWriter) update(ctx context.Context, id string, fn func(*meta.Status) bool) error {
+	return w.db.Update(ctx, func(tx *meta.Tx) error {
+		if c, err := tx.Container(id); err == nil {
+			if st := c.Status; fn(&st) {
+				return tx.SetContainerStatus(id, st)
+			}
+			return nil
+		}
+		sb, err := tx.Sandbox(id)
+		if err != nil {
+			return err
+		}
+		if st := sb.Status; fn(&st) {
+			return tx.SetSandboxStatus(id, st)
+		}
+		return nil
+	})
+}
+
+// newTaskManager starts the task Manager, reconnects to the shims that
+// outlived the previous daemon (their missed exits arrive through the
+// status writer) and marks exited what no shim holds any more.
+func (s *Server) newTaskManager(ctx context.Context) error {
+	w := statusWriter{db: s.db}
+	m, err := task.NewManager(task.Config{
+		StateDir:   filepath.Join(s.cfg.State, "tasks"),
+		ShimBinary: s.cfg.ShimBinary,
+		OnEvent:    w.onEvent,
+		Publisher:  s.exchange,
+	})
+	if err != nil {
+		return fmt.Errorf("task manager: %w", err)
+	}
+	s.tasks = m
+	start := time.Now()
+	live, err := m.Restore(ctx)
+	if err != nil {
+		// Shims that could not be restored are left alone; their
+		// containers stay as recorded until the next start.
+		klog.FromContext(ctx).Error(err, "Restore tasks")
+	}
+	n, err := w.reconcile(ctx, live)
+	if err != nil {
+		return fmt.Errorf("reconcile task status: %w", err)
+	}
+	klog.FromContext(ctx).Info("Tasks restored", "live", len(live), "lost", n, "elapsed", time.Since(start))
+	return nil
+}
+
+// reconcile marks exited, with reason ShimGone, every container and
+// sandbox recorded as live whose task no shim holds (its shim's state
+// went with a reboot), and returns how many.
+func (w statusWriter) reconcile(ctx context.Context, live []task.State) (int, error) {
+	// Every task Restore found, stopped ones too: their own exit, real
+	// or ShimGone, reaches the status writer as an event.
+	held := map[string]bool{} // by "<namespace>/<id>"
+	for _, st := range live {
+		held[st.Namespace+"/"+st.ID] = true
+	}
+	nss, err := w.db.Namespaces().List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	lost := task.Exit{Status: 255, At: time.Now().UTC(), Reason: shimapi.ReasonShimGone}
+	n := 0
+	for _, ns := range nss {
+		nctx := namespaces.WithNamespace(ctx, ns.Name)
+		var ids []string
+		cs, err := w.db.Containers().List(nctx)
+		if err != nil {
+			return n, err
+		}
+		for _, c := range cs {
+			if isLive(c.Status) && !held[ns.Name+"/"+c.ID] {
+				ids = append(ids, c.ID)
+			}
+		}
+		sbs, err := w.db.Sandboxes().List(nctx)
+		if err != nil {
+			return n, err
+		}
+		for _, sb := range sbs {
+			if isLive(sb.Status) && !held[ns.Name+"/"+sb.ID] {
+				ids = append(ids, sb.ID)
+			}
+		}
+		for _, id := range ids {
+			if err := w.update(nctx, id, func(st *meta.Status) bool {
+				if !isLive(*st) {
+					return false
+				}
+				exited(st, lost)
+				return true
+			}); err != nil && !errdefs.IsNotFound(err) {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+func isLive(st meta.Status) bool {
+	return st.State == meta.StateCreated || st.State == meta.StateRunning || st.State == meta.StatePaused
+}
