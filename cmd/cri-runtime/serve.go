@@ -11,16 +11,17 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtime/cri-runtime/pkg/cri"
 	"github.com/cri-runtime/cri-runtime/pkg/server"
 )
 
 func newServeCommand(g *globals) *cobra.Command {
-	var configPath, root, state, metricsAddress string
+	var configPath, root, state, metricsAddress, criAddress string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon until SIGTERM or SIGINT",
 		Long: "Run the daemon. Settings come from the defaults, then the --config file, then the flags;\n" +
-			"--address sets the management socket.",
+			"--address sets the management socket, --cri-address the CRI socket.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := server.DefaultConfig()
@@ -43,12 +44,16 @@ func newServeCommand(g *globals) *cobra.Command {
 			if flags.Changed("metrics-address") {
 				cfg.Metrics.Address = metricsAddress
 			}
+			if flags.Changed("cri-address") {
+				cfg.CRI.Address = criAddress
+			}
 			return serve(cmd.Context(), cfg)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "TOML config `FILE`, as printed by \"cri-runtime config default\"")
 	cmd.Flags().StringVar(&root, "root", server.DefaultRoot, "`DIR` of persistent data")
 	cmd.Flags().StringVar(&state, "state", server.DefaultState, "`DIR` of runtime state")
+	cmd.Flags().StringVar(&criAddress, "cri-address", cri.DefaultConfig().Address, "unix socket `PATH` of the CRI (kubelet's --container-runtime-endpoint), \"\" to serve none")
 	cmd.Flags().StringVar(&metricsAddress, "metrics-address", server.DefaultMetricsAddress, "`HOST:PORT` of /metrics and /healthz, \"\" to disable")
 	return cmd
 }

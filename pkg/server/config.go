@@ -15,6 +15,8 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/cri-runtime/cri-runtime/pkg/cni"
+	"github.com/cri-runtime/cri-runtime/pkg/cri"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	imageservice "github.com/cri-runtime/cri-runtime/pkg/image/service"
 	"github.com/cri-runtime/cri-runtime/pkg/meta/gc"
@@ -64,6 +66,13 @@ type Config struct {
 
 	// GC decides when the garbage collector runs.
 	GC gc.Policy `toml:"gc"`
+
+	// CRI is the CRI socket kubelet talks to, and how pods and containers
+	// are made.
+	CRI cri.Config `toml:"cri"`
+
+	// CNI is pod networking: the network configurations and their plugins.
+	CNI cni.Config `toml:"cni"`
 
 	// Image is pulling and unpacking images (into the top-level
 	// snapshotter).
@@ -127,6 +136,8 @@ func DefaultConfig() Config {
 		Metrics: MetricsConfig{Address: DefaultMetricsAddress},
 		GC:      gc.DefaultPolicy(),
 		Image:   imageservice.DefaultConfig(),
+		CRI:     cri.DefaultConfig(),
+		CNI:     cni.DefaultConfig(),
 	}
 }
 
@@ -249,6 +260,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.GC.Validate(); err != nil {
 		return fmt.Errorf("gc: %w", err)
+	}
+	if err := c.CRI.Validate(); err != nil {
+		return err
+	}
+	if err := c.CNI.Validate(); err != nil {
+		return fmt.Errorf("cni: %w", err)
 	}
 	// Its errors name the key as "image config: <key> = ...".
 	return c.Image.Validate()

@@ -36,8 +36,11 @@ const RequestIDHeader = "cri-runtime-request-id"
 //     method and code (rpc.Code of the domain error).
 //  6. recover: innermost, so a panic becomes an Internal error that the
 //     metrics count and the log shows with its stack.
-func serverOptions(m *grpcMetrics) []grpc.ServerOption {
-	steps := []ctxStep{withRequestID, withLogger, withNamespace}
+//
+// The CRI socket passes the same chain, its namespace step setting k8s.io
+// whatever the headers say (kubelet sends none).
+func serverOptions(m *grpcMetrics, namespace ctxStep) []grpc.ServerOption {
+	steps := []ctxStep{withRequestID, withLogger, namespace}
 	unary := []grpc.UnaryServerInterceptor{unaryToGRPC}
 	stream := []grpc.StreamServerInterceptor{streamToGRPC}
 	for _, s := range steps {
@@ -99,6 +102,12 @@ func withRequestID(ctx context.Context, _ string) context.Context {
 func withLogger(ctx context.Context, method string) context.Context {
 	logger := klog.FromContext(ctx).WithValues("rpc", method, "request", RequestID(ctx))
 	return klog.NewContext(ctx, logger)
+}
+
+// withK8sNamespace is the namespace step of the CRI socket.
+func withK8sNamespace(ctx context.Context, _ string) context.Context {
+	ctx = namespaces.WithNamespace(ctx, namespaces.K8s)
+	return klog.NewContext(ctx, klog.FromContext(ctx).WithValues("namespace", namespaces.K8s))
 }
 
 func withNamespace(ctx context.Context, _ string) context.Context {

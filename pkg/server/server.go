@@ -25,6 +25,7 @@ import (
 	leasesapi "github.com/cri-runtime/cri-runtime/api/services/leases/v1"
 	namespacesapi "github.com/cri-runtime/cri-runtime/api/services/namespaces/v1"
 	"github.com/cri-runtime/cri-runtime/pkg/content/local"
+	"github.com/cri-runtime/cri-runtime/pkg/cri"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/events"
 	imageservice "github.com/cri-runtime/cri-runtime/pkg/image/service"
@@ -49,6 +50,9 @@ type Server struct {
 
 	grpc        *grpc.Server
 	grpcL       net.Listener
+	cri         *cri.Service
+	criGRPC     *grpc.Server // nil when no CRI socket is configured
+	criL        net.Listener
 	metricsHTTP *http.Server
 	metricsL    net.Listener // nil when metrics are disabled
 	locks       []*dirLock   // of root and state, held until close
@@ -126,7 +130,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	s.grpc = grpc.NewServer(append(serverOptions(gm), grpc.ChainStreamInterceptor(streamStopper(s.stopping)))...)
+	s.grpc = grpc.NewServer(append(serverOptions(gm, withNamespace), grpc.ChainStreamInterceptor(streamStopper(s.stopping)))...)
 	contentSvc, err := newContentService(s.db.ContentStore(), s.registry)
 	if err != nil {
 		return nil, err
@@ -139,9 +143,19 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 	eventsapi.RegisterEventsServer(s.grpc, &eventsService{exchange: s.exchange, stopping: s.stopping})
 	registerSnapshots(s.grpc, s.db, s.snapshotter)
 
+	// The CRI: pods over tasks, CNI and images, on its own socket.
+	if err := s.newCRI(ctx, gm); err != nil {
+		return nil, err
+	}
+
 	// Listeners last, so that nothing listens before it can serve.
 	if s.grpcL, err = listenUnix(cfg.GRPC.Address); err != nil {
 		return nil, err
+	}
+	if s.criGRPC != nil {
+		if s.criL, err = listenUnix(cfg.CRI.Address); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.listenMetrics(); err != nil {
 		return nil, err
@@ -282,14 +296,18 @@ func (s *Server) DB() *meta.DB { return s.db }
 // (then it stops the server) or Stop is called. It returns nil after a
 // clean stop and the error of a failed listener otherwise.
 func (s *Server) Serve(ctx context.Context) error {
-	errc := make(chan error, 2)
-	go func() {
-		err := s.grpc.Serve(s.grpcL)
+	errc := make(chan error, 3)
+	serveGRPC := func(srv *grpc.Server, l net.Listener) {
+		err := srv.Serve(l)
 		if errors.Is(err, grpc.ErrServerStopped) {
 			err = nil // Stop came first
 		}
 		errc <- err
-	}()
+	}
+	go serveGRPC(s.grpc, s.grpcL)
+	if s.criGRPC != nil {
+		go serveGRPC(s.criGRPC, s.criL)
+	}
 	if s.metricsL != nil {
 		go func() {
 			err := s.metricsHTTP.Serve(s.metricsL)
@@ -301,7 +319,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.serving.Store(true)
 	klog.FromContext(ctx).Info("serving", "root", s.cfg.Root, "state", s.cfg.State, "snapshotter", s.snapshotter,
-		"address", s.cfg.GRPC.Address, "metrics", s.MetricsAddress())
+		"address", s.cfg.GRPC.Address, "cri", s.cfg.CRI.Address, "metrics", s.MetricsAddress())
 	var err error
 	select {
 	case <-ctx.Done():
@@ -326,17 +344,23 @@ func (s *Server) Stop() error {
 		s.serving.Store(false)
 		s.cancelStopping()
 		timeout := time.Duration(s.cfg.GRPC.ShutdownTimeout)
-		done := make(chan struct{})
-		go func() {
-			s.grpc.GracefulStop()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(timeout):
-			klog.FromContext(ctx).Info("graceful stop timed out, cutting calls in progress", "timeout", timeout)
-			s.grpc.Stop()
-			<-done
+		servers := []*grpc.Server{s.grpc}
+		if s.criGRPC != nil {
+			servers = append(servers, s.criGRPC)
+		}
+		for _, srv := range servers {
+			done := make(chan struct{})
+			go func() {
+				srv.GracefulStop()
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(timeout):
+				klog.FromContext(ctx).Info("graceful stop timed out, cutting calls in progress", "timeout", timeout)
+				srv.Stop()
+				<-done
+			}
 		}
 		if s.metricsHTTP != nil {
 			shutdownCtx, cancel := context.WithTimeout(ctx, timeout)
@@ -354,6 +378,9 @@ func (s *Server) close(ctx context.Context) error {
 	s.cancelStopping()
 	if s.grpcL != nil {
 		s.grpcL.Close() // already closed by a started server; harmless
+	}
+	if s.criL != nil {
+		s.criL.Close()
 	}
 	if s.metricsL != nil {
 		s.metricsL.Close()

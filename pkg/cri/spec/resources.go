@@ -189,3 +189,9 @@ func oomScoreAdj(field string, v int64, host Host) (*int, error) {
 	}
 	return &i, nil
 }
+
+// Resources converts the resources of an UpdateContainerResources, as a
+// create converts those of its config.
+func Resources(r *runtime.LinuxContainerResources, host Host) (*specs.LinuxResources, error) {
+	return linuxResources("linux", r, host)
+}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"k8s.io/klog/v2"
 	"oras.land/oras-go/v2/registry/remote/auth"
@@ -198,7 +199,12 @@ func (s *Service) pull(ctx context.Context, ref string, o *pullOptions, rep *rep
 	if err := p.run(ctx, desc); err != nil {
 		return meta.Image{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
-	img, err := s.putImage(ctx, name, desc)
+	// The config of the unpacked platform is the image's ID for the CRI.
+	cfgDesc, err := image.Config(ctx, s.cs, desc, o.unpackMatcher())
+	if err != nil {
+		return meta.Image{}, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	img, err := s.putImage(ctx, name, desc, cfgDesc.Digest)
 	if err != nil {
 		return meta.Image{}, err
 	}
@@ -229,10 +235,11 @@ func errClass(err error) string {
 	return "Unknown"
 }
 
-// putImage records name → target, creating the image or moving its target.
-func (s *Service) putImage(ctx context.Context, name string, target ocispec.Descriptor) (meta.Image, error) {
+// putImage records name → target, creating the image or moving its target
+// and config.
+func (s *Service) putImage(ctx context.Context, name string, target ocispec.Descriptor, config digest.Digest) (meta.Image, error) {
 	target.Platform = nil
-	img := meta.Image{Name: name, Target: target}
+	img := meta.Image{Name: name, Target: target, ConfigDigest: config}
 	created, err := s.db.Images().Create(ctx, img)
 	if err == nil {
 		return created, nil
@@ -240,7 +247,7 @@ func (s *Service) putImage(ctx context.Context, name string, target ocispec.Desc
 	if !errdefs.IsAlreadyExists(err) {
 		return meta.Image{}, err
 	}
-	return s.db.Images().Update(ctx, img, "target")
+	return s.db.Images().Update(ctx, img, "target", "config")
 }
 
 // Close cancels every pull in progress, those that callers still wait

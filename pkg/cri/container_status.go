@@ -1,0 +1,124 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-runtime/cri-runtime/pkg/meta"
+)
+
+// ContainerStatus returns the status of a container: state, times, exit
+// code and reason (OOMKilled), image, mounts, log path, user and, verbose,
+// its pid and spec.
+func (s *Service) ContainerStatus(ctx context.Context, req *runtime.ContainerStatusRequest) (*runtime.ContainerStatusResponse, error) {
+	c, err := s.container(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	resp := &runtime.ContainerStatusResponse{Status: s.containerStatus(ctx, c)}
+	if req.GetVerbose() {
+		var sp specs.Spec
+		_ = json.Unmarshal(c.Spec, &sp)
+		info, _ := json.Marshal(map[string]any{
+			"sandboxID": c.SandboxID, "pid": c.Status.Pid, "state": c.Status.State.String(),
+			"snapshotKey": c.SnapshotKey, "snapshotter": c.Snapshotter, "runtimeSpec": sp, "config": c.config,
+		})
+		resp.Info = map[string]string{"info": string(info)}
+	}
+	return resp, nil
+}
+
+// containerStatus is the CRI status of c.
+func (s *Service) containerStatus(ctx context.Context, c containerRecord) *runtime.ContainerStatus {
+	st := c.Status
+	out := &runtime.ContainerStatus{
+		Id: c.ID, Metadata: c.config.GetMetadata(), State: containerState(st),
+		CreatedAt: nanos(c.CreatedAt), StartedAt: nanos(st.StartedAt), FinishedAt: nanos(st.FinishedAt),
+		ExitCode: st.ExitCode, Image: c.config.GetImage(), ImageRef: s.imageRef(ctx, c), ImageId: c.info.ImageRef,
+		Labels: criLabels(c.Labels), Annotations: c.config.GetAnnotations(), LogPath: c.info.LogPath,
+		StopSignal: runtime.Signal(c.info.StopSignal),
+	}
+	if st.State == meta.StateExited {
+		out.Reason, out.Message = st.Reason, st.Message
+	}
+	for _, m := range c.info.Mounts {
+		cm := &runtime.Mount{ContainerPath: m.ContainerPath, HostPath: m.HostPath, Readonly: m.Readonly,
+			Propagation: runtime.MountPropagation(m.Propagation), SelinuxRelabel: m.SelinuxRelabel, ImageSubPath: m.ImageSubPath}
+		if m.Image != "" {
+			cm.Image = &runtime.ImageSpec{Image: m.Image, UserSpecifiedImage: m.Image}
+			cm.HostPath = ""
+		}
+		out.Mounts = append(out.Mounts, cm)
+	}
+	if len(c.info.Resources) > 0 {
+		var r runtime.LinuxContainerResources
+		if proto.Unmarshal(c.info.Resources, &r) == nil {
+			out.Resources = &runtime.ContainerResources{Linux: &r}
+		}
+	}
+	var sp specs.Spec
+	if json.Unmarshal(c.Spec, &sp) == nil && sp.Process != nil {
+		u := sp.Process.User
+		var gids []int64
+		for _, g := range u.AdditionalGids {
+			gids = append(gids, int64(g))
+		}
+		out.User = &runtime.ContainerUser{Linux: &runtime.LinuxContainerUser{Uid: int64(u.UID), Gid: int64(u.GID), SupplementalGroups: gids}}
+	}
+	return out
+}
+
+// imageRef is the repo digest of c's image when it has one, else its ID.
+func (s *Service) imageRef(ctx context.Context, c containerRecord) string {
+	if imgs, err := s.lookupImage(ctx, c.info.ImageRef); err == nil {
+		if _, digests := repoNames(imgs); len(digests) > 0 {
+			return digests[0]
+		}
+	}
+	return c.info.ImageRef
+}
+
+// ListContainers lists the containers that match the filter (ID prefix,
+// state, pod, labels).
+func (s *Service) ListContainers(ctx context.Context, req *runtime.ListContainersRequest) (*runtime.ListContainersResponse, error) {
+	f := req.GetFilter()
+	var fs []string
+	if f.GetPodSandboxId() != "" {
+		pod, err := s.pod(ctx, f.GetPodSandboxId())
+		if err != nil {
+			return &runtime.ListContainersResponse{}, nil
+		}
+		fs = append(fs, "sandboxid=="+pod.ID)
+	}
+	all, err := s.db.Containers().List(ctx, fs...)
+	if err != nil {
+		return nil, err
+	}
+	resp := &runtime.ListContainersResponse{}
+	for _, mc := range all {
+		if f.GetId() != "" && !strings.HasPrefix(mc.ID, f.GetId()) {
+			continue
+		}
+		if f.GetState() != nil && containerState(mc.Status) != f.GetState().GetState() {
+			continue
+		}
+		if !matchLabels(criLabels(mc.Labels), f.GetLabelSelector()) {
+			continue
+		}
+		c, err := decodeContainer(mc)
+		if err != nil {
+			return nil, err
+		}
+		resp.Containers = append(resp.Containers, &runtime.Container{
+			Id: c.ID, PodSandboxId: c.SandboxID, Metadata: c.config.GetMetadata(), Image: c.config.GetImage(),
+			ImageRef: c.info.ImageRef, ImageId: c.info.ImageRef, State: containerState(c.Status), CreatedAt: nanos(c.CreatedAt),
+			Labels: criLabels(c.Labels), Annotations: c.config.GetAnnotations(),
+		})
+	}
+	return resp, nil
+}
