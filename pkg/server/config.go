@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -292,11 +293,11 @@ func WriteDefault(w io.Writer) error {
 			continue // a struct tag's comment: the docs are configDocs
 		case strings.HasPrefix(line, "["):
 			section = strings.Trim(line, "[] ")
-			writeComment(out, configDocs[section])
+			writeComment(out, configDoc(section))
 		case isKey && section != "":
-			writeComment(out, configDocs[section+"."+key])
+			writeComment(out, configDoc(section+"."+key))
 		case isKey:
-			writeComment(out, configDocs[key])
+			writeComment(out, configDoc(key))
 		}
 		fmt.Fprintln(out, line)
 	}
@@ -304,6 +305,20 @@ func WriteDefault(w io.Writer) error {
 		return err
 	}
 	return out.Flush()
+}
+
+// configDoc returns the documentation of the dotted key, matching "*" in
+// the documented keys to one component (the entries of a table of tables).
+func configDoc(key string) string {
+	if doc, ok := configDocs[key]; ok {
+		return doc
+	}
+	for pattern, doc := range configDocs {
+		if ok, _ := path.Match(strings.ReplaceAll(pattern, ".", "/"), strings.ReplaceAll(key, ".", "/")); ok && strings.Contains(pattern, "*") {
+			return doc
+		}
+	}
+	return ""
 }
 
 func writeComment(w io.Writer, doc string) {

@@ -23,6 +23,7 @@ var configDocs = map[string]string{
 	"cri.max_container_log_line_size": "max_container_log_line_size splits longer lines of container logs into\npartial (\"P\") lines. Bytes, > 0; default 16384.",
 	"cri.park_time":                   "park_time is how long the result of a create that kubelet stopped\nwaiting for is kept for its retry. Duration string, > 0; default\n\"10m\".",
 	"cri.runtimes":                    "runtimes are the runtime handlers a pod may name (RuntimeClass's\nhandler), each with its OCI runtime binary. Table of handler name to\nruntime; default runc and crun, each the binary of its name.",
+	"cri.runtimes.*.binary":           "binary is the OCI runtime: a name in PATH or an absolute path. Default\nthe handler's name.",
 	"cri.sandbox_image":               "sandbox_image is the pause image every pod's sandbox runs: pulled\nwhen missing, and reported pinned to kubelet's image GC.\nImage reference; default \"registry.k8s.io/pause:3.10\".",
 	"cri.stream_address":              "stream_address is the host:port of the streaming server (exec,\nattach, port-forward URLs kubelet hands to the API server); port 0\npicks a free one. Default \"127.0.0.1:0\".",
 	"cri.stream_idle_timeout":         "stream_idle_timeout closes a streaming connection with no traffic for\nthat long. Duration string, > 0; default \"4h\".",

@@ -28,6 +28,7 @@ func TestHealthz(t *testing.T) {
 	cfg.GRPC.Address = filepath.Join(sockDir, "mgmt.sock")
 	cfg.State = filepath.Join(sockDir, "state")
 	cfg.ShimBinary = tasktest.ShimBinary(t)
+	cfg.CRI.Address = ""
 	cfg.Metrics.Address = "127.0.0.1:0"
 	s, err := New(context.Background(), cfg)
 	if err != nil {

@@ -112,7 +112,8 @@ func (d *daemon) hasExited() bool {
 // socket answers.
 func (d *daemon) start(extra ...string) {
 	d.t.Helper()
-	args := append([]string{"serve", "--root", d.root, "--state", d.state, "--address", d.address, "--metrics-address", ""}, extra...)
+	args := append([]string{"serve", "--root", d.root, "--state", d.state, "--address", d.address, "--metrics-address", "",
+		"--cri-address", filepath.Join(filepath.Dir(d.address), "cri.sock")}, extra...)
 	d.cmd = exec.Command(criRuntime, args...)
 	d.stderr = &syncBuffer{}
 	d.cmd.Stderr = d.stderr

@@ -48,6 +48,10 @@ func Config(t testing.TB) server.Config {
 	// The shims' sockets are under the state directory: short too.
 	cfg.State = filepath.Join(sockDir, "state")
 	cfg.ShimBinary = tasktest.ShimBinary(t)
+	cfg.CRI.Address = filepath.Join(sockDir, "run", "cri.sock")
+	cfg.CNI.NetNSDir = filepath.Join(sockDir, "netns")
+	cfg.CNI.ConfDir = filepath.Join(dir, "net.d")
+	cfg.CNI.CacheDir = filepath.Join(dir, "cni-cache")
 	cfg.Metrics.Address = "127.0.0.1:0"
 	return cfg
 }

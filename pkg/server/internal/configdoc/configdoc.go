@@ -108,6 +108,13 @@ func (g *generator) walk(t reflect.Type, prefix string, docs map[string]string) 
 				return err
 			}
 		}
+		// A table of tables ([cri.runtimes.<name>]): its entries' keys
+		// are documented once, under "*".
+		if f.Type.Kind() == reflect.Map && f.Type.Elem().Kind() == reflect.Struct {
+			if err := g.walk(f.Type.Elem(), path+".*.", docs); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
