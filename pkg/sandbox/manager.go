@@ -146,7 +146,9 @@ func (m *Manager) Run(ctx context.Context, spec Spec, stage Stage) (retErr error
 
 	stage("snapshot")
 	sn := m.db.Snapshotter(m.snapshotter)
-	mounts, err := sn.View(lctx, rootfsKey(spec.ID), spec.ChainID)
+	// Writable, as containerd's: the runtime makes the mount points the
+	// image lacks (/proc, /dev); the spec makes the rootfs read-only.
+	mounts, err := sn.Prepare(lctx, rootfsKey(spec.ID), spec.ChainID)
 	if err != nil {
 		return fmt.Errorf("sandbox %s: pause rootfs: %w", spec.ID, err)
 	}
