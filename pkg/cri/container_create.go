@@ -161,6 +161,15 @@ func (s *Service) createContainer(ctx context.Context, name string, pod podRecor
 		_, err := t.Delete(ctx)
 		return err
 	})
+	// The status now, not when the shim's event arrives: the caller's
+	// next call (StartContainer) must see the container created.
+	st, err := t.State(ctx)
+	if err != nil {
+		return "", fmt.Errorf("container %q: %w", name, err)
+	}
+	if err := s.db.UpdateStatus(ctx, id, func(ms *meta.Status) bool { return ms.Created(st.Pid) }); err != nil {
+		return "", err
+	}
 	klog.FromContext(ctx).V(2).Info("Container created", "container", id, "name", name, "sandbox", pod.ID)
 	return id, nil
 }

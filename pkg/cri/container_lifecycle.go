@@ -34,8 +34,13 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", c.ID, err)
 	}
-	if _, err := t.Start(ctx); err != nil {
+	pid, err := t.Start(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	// Written now, for the caller's next call; the start event agrees.
+	if err := s.db.UpdateStatus(ctx, c.ID, func(st *meta.Status) bool { return st.Started(pid, time.Now()) }); err != nil {
+		return nil, err
 	}
 	return &runtime.StartContainerResponse{}, nil
 }
@@ -45,6 +50,9 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 // error.
 func (s *Service) StopContainer(ctx context.Context, req *runtime.StopContainerRequest) (*runtime.StopContainerResponse, error) {
 	c, err := s.container(ctx, req.GetContainerId())
+	if errdefs.IsNotFound(err) {
+		return &runtime.StopContainerResponse{}, nil // idempotent
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -86,24 +94,41 @@ func (s *Service) stopContainer(ctx context.Context, c containerRecord, grace ti
 			return fmt.Errorf("container %s: %w", c.ID, err)
 		}
 		wctx, cancel := context.WithTimeout(ctx, grace)
-		_, err := t.Wait(wctx)
+		exit, err := t.Wait(wctx)
 		cancel()
 		if err == nil {
-			return nil
+			return s.recordExit(ctx, c.ID, exit)
 		}
 	}
-	return killTask(ctx, t)
+	exit, err := killTask(ctx, t)
+	if err != nil {
+		return err
+	}
+	return s.recordExit(ctx, c.ID, exit)
+}
+
+// recordExit writes an exit the caller waited for into the status at
+// once, for its next call; the shim's event agrees.
+func (s *Service) recordExit(ctx context.Context, id string, e task.Exit) error {
+	err := s.db.UpdateStatus(ctx, id, func(st *meta.Status) bool {
+		return st.Exited(int32(e.Status), e.At, e.Reason, "")
+	})
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
 }
 
 // killTask kills every process of t with SIGKILL and waits for its exit.
-func killTask(ctx context.Context, t *task.Task) error {
+func killTask(ctx context.Context, t *task.Task) (task.Exit, error) {
 	if err := t.Kill(ctx, syscall.SIGKILL, task.KillOpts{All: true}); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
-		return fmt.Errorf("container %s: kill: %w", t.ID(), err)
+		return task.Exit{}, fmt.Errorf("container %s: kill: %w", t.ID(), err)
 	}
-	if _, err := t.Wait(ctx); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("container %s: wait: %w", t.ID(), err)
+	exit, err := t.Wait(ctx)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return task.Exit{}, fmt.Errorf("container %s: wait: %w", t.ID(), err)
 	}
-	return nil
+	return exit, nil
 }
 
 // killContainer kills the container id at once (a pod being stopped).

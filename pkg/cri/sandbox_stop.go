@@ -18,6 +18,9 @@ import (
 // caller's ends.
 func (s *Service) StopPodSandbox(ctx context.Context, req *runtime.StopPodSandboxRequest) (*runtime.StopPodSandboxResponse, error) {
 	pod, err := s.pod(ctx, req.GetPodSandboxId())
+	if errdefs.IsNotFound(err) {
+		return &runtime.StopPodSandboxResponse{}, nil // idempotent
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -103,4 +104,88 @@ func writeStatus(bkt *bolt.Bucket, st Status) error {
 		return err
 	}
 	return bkt.Put(keyStatus, v)
+}
+
+// UpdateStatus applies fn to the last known status of the container id,
+// or else of the sandbox id (a sandbox's task is its pause container, of
+// its own ID), and writes it when fn reports a change. It is how every
+// writer of a status (the shims' events, the CRI's own calls) keeps to
+// one set of rules: fn decides what may move. NotFound if neither exists.
+func (db *DB) UpdateStatus(ctx context.Context, id string, fn func(*Status) bool) error {
+	return db.Update(ctx, func(tx *Tx) error {
+		if c, err := tx.Container(id); err == nil {
+			if st := c.Status; fn(&st) {
+				return tx.SetContainerStatus(id, st)
+			}
+			return nil
+		}
+		sb, err := tx.Sandbox(id)
+		if err != nil {
+			return err
+		}
+		if st := sb.Status; fn(&st) {
+			return tx.SetSandboxStatus(id, st)
+		}
+		return nil
+	})
+}
+
+// The transitions of a status, each reporting whether it changed it. They
+// hold whatever order the facts arrive in, and however often (a replayed
+// exit, a start seen by both the caller and the event): nothing moves a
+// status back, and the first exit stands.
+
+// Created records a task created with its process pid.
+func (st *Status) Created(pid uint32) bool {
+	if st.State != StateUnknown {
+		return false
+	}
+	st.State, st.Pid = StateCreated, pid
+	return true
+}
+
+// Started records a task started at at with its process pid.
+func (st *Status) Started(pid uint32, at time.Time) bool {
+	if st.State == StateExited || (st.State != StateCreated && st.State != StateUnknown && !st.StartedAt.IsZero()) {
+		return false
+	}
+	st.State, st.Pid, st.StartedAt = StateRunning, pid, at.UTC()
+	return true
+}
+
+// Paused records a running task frozen (paused true) or thawed.
+func (st *Status) Paused(paused bool) bool {
+	if st.State != StateRunning && st.State != StatePaused {
+		return false
+	}
+	want := StateRunning
+	if paused {
+		want = StatePaused
+	}
+	if st.State == want {
+		return false
+	}
+	st.State = want
+	return true
+}
+
+// Exited records the exit of a task: its code, time and reason ("" is
+// Completed for code 0, Error otherwise); message says more.
+func (st *Status) Exited(code int32, at time.Time, reason, message string) bool {
+	if st.State == StateExited {
+		return false
+	}
+	if reason == "" {
+		reason = "Completed"
+		if code != 0 {
+			reason = "Error"
+		}
+	}
+	st.State, st.ExitCode, st.FinishedAt, st.Reason, st.Message = StateExited, code, at.UTC(), reason, message
+	return true
+}
+
+// Live reports whether a task was created and has not exited.
+func (st Status) Live() bool {
+	return st.State == StateCreated || st.State == StateRunning || st.State == StatePaused
 }

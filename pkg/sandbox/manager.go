@@ -208,10 +208,13 @@ func (m *Manager) Run(ctx context.Context, spec Spec, stage Stage) (retErr error
 		return err
 	})
 	stage("start")
-	if _, err := t.Start(ctx); err != nil {
+	pid, err := t.Start(ctx)
+	if err != nil {
 		return fmt.Errorf("sandbox %s: start the pause container: %w", spec.ID, err)
 	}
-	return nil
+	// Ready now, not when the shim's event arrives: the caller's next
+	// call (CreateContainer) must find the pod ready.
+	return m.db.UpdateStatus(ctx, spec.ID, func(st *meta.Status) bool { return st.Started(pid, time.Now()) })
 }
 
 // rootfsKey is the snapshot key of the pause's rootfs.
@@ -284,9 +287,22 @@ func (m *Manager) Stop(ctx context.Context, id string, opts cni.PodOptions) erro
 	defer cancel()
 	log := klog.FromContext(ctx).WithValues("sandbox", id)
 	if t, err := m.tasks.Get(cctx, id); err == nil {
-		_ = t.Kill(cctx, syscall.SIGKILL, task.KillOpts{All: true})
-		if _, err := t.Delete(cctx); err != nil && !errdefs.IsNotFound(err) {
+		if err := t.Kill(cctx, syscall.SIGKILL, task.KillOpts{All: true}); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
+			return fmt.Errorf("sandbox %s: kill the pause container: %w", id, err)
+		}
+		if _, err := t.Wait(cctx); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("sandbox %s: wait for the pause container: %w", id, err)
+		}
+		exit, err := t.Delete(cctx)
+		if err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("sandbox %s: delete the pause container: %w", id, err)
+		}
+		if err == nil {
+			if err := m.db.UpdateStatus(cctx, id, func(st *meta.Status) bool {
+				return st.Exited(int32(exit.Status), exit.At, exit.Reason, "")
+			}); err != nil && !errdefs.IsNotFound(err) {
+				return err
+			}
 		}
 	} else if !errdefs.IsNotFound(err) {
 		return err

@@ -29,43 +29,16 @@ func (w statusWriter) onEvent(ctx context.Context, ev task.Event) {
 	var err error
 	switch ev.Topic {
 	case shimapi.TopicCreate:
-		err = w.update(ctx, ev.ID, func(st *meta.Status) bool {
-			if st.State != meta.StateUnknown {
-				return false
-			}
-			st.State, st.Pid = meta.StateCreated, ev.Pid
-			return true
-		})
+		err = w.update(ctx, ev.ID, func(st *meta.Status) bool { return st.Created(ev.Pid) })
 	case shimapi.TopicStart:
-		err = w.update(ctx, ev.ID, func(st *meta.Status) bool {
-			if st.State == meta.StateExited || (st.State == meta.StateRunning && !st.StartedAt.IsZero()) {
-				return false
-			}
-			st.State, st.Pid, st.StartedAt = meta.StateRunning, ev.Pid, ev.At
-			return true
-		})
+		err = w.update(ctx, ev.ID, func(st *meta.Status) bool { return st.Started(ev.Pid, ev.At) })
 	case shimapi.TopicPaused, shimapi.TopicResumed:
-		err = w.update(ctx, ev.ID, func(st *meta.Status) bool {
-			if st.State != meta.StateRunning && st.State != meta.StatePaused {
-				return false
-			}
-			st.State = meta.StateRunning
-			if ev.Topic == shimapi.TopicPaused {
-				st.State = meta.StatePaused
-			}
-			return true
-		})
+		err = w.update(ctx, ev.ID, func(st *meta.Status) bool { return st.Paused(ev.Topic == shimapi.TopicPaused) })
 	case shimapi.TopicExit, shimapi.TopicDelete:
 		if ev.Exit == nil {
 			return
 		}
-		err = w.update(ctx, ev.ID, func(st *meta.Status) bool {
-			if st.State == meta.StateExited {
-				return false // the first exit stands
-			}
-			exited(st, *ev.Exit)
-			return true
-		})
+		err = w.update(ctx, ev.ID, func(st *meta.Status) bool { return exited(st, *ev.Exit) })
 	}
 	if err != nil && !errdefs.IsNotFound(err) {
 		// The task outlived its record (a delete raced its exit): nothing
@@ -74,39 +47,18 @@ func (w statusWriter) onEvent(ctx context.Context, ev task.Event) {
 	}
 }
 
-// exited sets st to the exit e.
-func exited(st *meta.Status, e task.Exit) {
-	st.State, st.ExitCode, st.FinishedAt, st.Reason = meta.StateExited, int32(e.Status), e.At, e.Reason
-	if st.Reason == "" {
-		st.Reason = "Completed"
-		if e.Status != 0 {
-			st.Reason = "Error"
-		}
-	}
+// exited records the exit e in st.
+func exited(st *meta.Status, e task.Exit) bool {
+	var msg string
 	if e.Reason == shimapi.ReasonShimGone {
-		st.Message = "the shim holding the process died; its exit status is unknown"
+		msg = "the shim holding the process died; its exit status is unknown"
 	}
+	return st.Exited(int32(e.Status), e.At, e.Reason, msg)
 }
 
-// update applies fn to the status of the container id, or else of the
-// sandbox id, and writes it when fn says it changed.
+// update applies fn to the status of the container or sandbox id.
 func (w statusWriter) update(ctx context.Context, id string, fn func(*meta.Status) bool) error {
-	return w.db.Update(ctx, func(tx *meta.Tx) error {
-		if c, err := tx.Container(id); err == nil {
-			if st := c.Status; fn(&st) {
-				return tx.SetContainerStatus(id, st)
-			}
-			return nil
-		}
-		sb, err := tx.Sandbox(id)
-		if err != nil {
-			return err
-		}
-		if st := sb.Status; fn(&st) {
-			return tx.SetSandboxStatus(id, st)
-		}
-		return nil
-	})
+	return w.db.UpdateStatus(ctx, id, fn)
 }
 
 // newTaskManager starts the task Manager, reconnects to the shims that
@@ -163,7 +115,7 @@ func (w statusWriter) reconcile(ctx context.Context, live []task.State) (int, er
 			return n, err
 		}
 		for _, c := range cs {
-			if isLive(c.Status) && !held[ns.Name+"/"+c.ID] {
+			if c.Status.Live() && !held[ns.Name+"/"+c.ID] {
 				ids = append(ids, c.ID)
 			}
 		}
@@ -172,26 +124,16 @@ func (w statusWriter) reconcile(ctx context.Context, live []task.State) (int, er
 			return n, err
 		}
 		for _, sb := range sbs {
-			if isLive(sb.Status) && !held[ns.Name+"/"+sb.ID] {
+			if sb.Status.Live() && !held[ns.Name+"/"+sb.ID] {
 				ids = append(ids, sb.ID)
 			}
 		}
 		for _, id := range ids {
-			if err := w.update(nctx, id, func(st *meta.Status) bool {
-				if !isLive(*st) {
-					return false
-				}
-				exited(st, lost)
-				return true
-			}); err != nil && !errdefs.IsNotFound(err) {
+			if err := w.update(nctx, id, func(st *meta.Status) bool { return st.Live() && exited(st, lost) }); err != nil && !errdefs.IsNotFound(err) {
 				return n, err
 			}
 			n++
 		}
 	}
 	return n, nil
-}
-
-func isLive(st meta.Status) bool {
-	return st.State == meta.StateCreated || st.State == meta.StateRunning || st.State == meta.StatePaused
 }

@@ -84,10 +84,13 @@ func sandboxNamespaces(cfg *runtime.PodSandboxConfig, netns string) ([]specs.Lin
 	for _, m := range []struct {
 		name string
 		mode runtime.NamespaceMode
-	}{{"network", ns.GetNetwork()}, {"ipc", ns.GetIpc()}, {"pid", ns.GetPid()}} {
+	}{{"network", ns.GetNetwork()}, {"ipc", ns.GetIpc()}} {
 		if m.mode != runtime.NamespaceMode_POD && m.mode != runtime.NamespaceMode_NODE {
 			return nil, fmt.Errorf("%s.%s %s: a pod's namespace is POD or NODE: %w", field, m.name, m.mode, errdefs.ErrInvalidArgument)
 		}
+	}
+	if m := ns.GetPid(); m == runtime.NamespaceMode_TARGET {
+		return nil, fmt.Errorf("%s.pid %s: a pod's PID namespace is POD, CONTAINER or NODE: %w", field, m, errdefs.ErrInvalidArgument)
 	}
 	if ns.GetNetwork() == runtime.NamespaceMode_POD {
 		if netns == "" {
@@ -99,7 +102,8 @@ func sandboxNamespaces(cfg *runtime.PodSandboxConfig, netns string) ([]specs.Lin
 	if ns.GetIpc() == runtime.NamespaceMode_POD {
 		out = append(out, specs.LinuxNamespace{Type: specs.IPCNamespace})
 	}
-	if ns.GetPid() == runtime.NamespaceMode_POD {
+	// CONTAINER: each container has its own, and so has the pause.
+	if ns.GetPid() != runtime.NamespaceMode_NODE {
 		out = append(out, specs.LinuxNamespace{Type: specs.PIDNamespace})
 	}
 	return out, nil
