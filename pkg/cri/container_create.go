@@ -3,7 +3,6 @@ package cri
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -183,11 +182,9 @@ func (s *Service) containerSpec(ctx context.Context, id string, pod podRecord, c
 		return nil, info, err
 	}
 	paths := s.sandboxes.Paths(pod.ID, netw.NetNS == "", pod.config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetIpc() == runtime.NamespaceMode_NODE)
-	var profile []byte
-	if p := spec.ContainerSeccompPath(cfg); p != "" {
-		if profile, err = os.ReadFile(p); err != nil {
-			return nil, info, fmt.Errorf("container %q: seccomp profile %q: %w", cfg.GetMetadata().GetName(), p, errors.Join(err, errdefs.ErrInvalidArgument))
-		}
+	profile, err := readSeccompProfile(spec.ContainerSeccompPath(cfg))
+	if err != nil {
+		return nil, info, fmt.Errorf("container %q: %w", cfg.GetMetadata().GetName(), err)
 	}
 	// Image volumes: the request names the image, the spec the mount.
 	cfgCopy := proto.Clone(cfg).(*runtime.ContainerConfig)

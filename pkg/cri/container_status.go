@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -63,11 +64,16 @@ func (s *Service) containerStatus(ctx context.Context, c containerRecord) *runti
 	}
 	var sp specs.Spec
 	if json.Unmarshal(c.Spec, &sp) == nil && sp.Process != nil {
+		// The process's groups, as id -G shows them: its primary group
+		// and the supplementary ones.
 		u := sp.Process.User
-		var gids []int64
+		gids := []int64{int64(u.GID)}
 		for _, g := range u.AdditionalGids {
-			gids = append(gids, int64(g))
+			if !slices.Contains(gids, int64(g)) {
+				gids = append(gids, int64(g))
+			}
 		}
+		slices.Sort(gids)
 		out.User = &runtime.ContainerUser{Linux: &runtime.LinuxContainerUser{Uid: int64(u.UID), Gid: int64(u.GID), SupplementalGroups: gids}}
 	}
 	return out

@@ -73,6 +73,10 @@ func (s *Service) lookupImage(ctx context.Context, ref string) ([]meta.Image, er
 		if err != nil || len(imgs) > 0 {
 			return imgs, err
 		}
+		if !strings.Contains(ref, ":") {
+			// 64 hex digits: an ID, never a repository name.
+			return nil, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
+		}
 	}
 	r, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {

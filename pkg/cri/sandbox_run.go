@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -72,8 +73,12 @@ func (s *Service) runPod(ctx context.Context, name string, cfg *runtime.PodSandb
 	hostNetwork := ns.GetNetwork() == runtime.NamespaceMode_NODE
 	hostIPC := ns.GetIpc() == runtime.NamespaceMode_NODE
 	paths := s.sandboxes.Paths(id, hostNetwork, hostIPC)
+	profile, err := readSeccompProfile(spec.SandboxSeccompPath(cfg))
+	if err != nil {
+		return "", err
+	}
 	ociSpec, err := spec.Sandbox(&imgCfg.Config, cfg, spec.SandboxOptions{
-		ID: id, NetNSPath: paths.NetNS,
+		ID: id, NetNSPath: paths.NetNS, SeccompProfile: profile,
 		Files:             spec.SandboxFiles{Hosts: paths.Hosts, ResolvConf: paths.Resolv, Hostname: paths.Hostname, Shm: paths.Shm},
 		UnprivilegedPorts: true, UnprivilegedICMP: true,
 		Host: s.host, Runtime: s.runtimeOptions(),
@@ -215,4 +220,16 @@ func (s *Service) podByName(ctx context.Context, name string) (meta.Sandbox, err
 		return meta.Sandbox{}, fmt.Errorf("pod %q: %w", name, errdefs.ErrNotFound)
 	}
 	return list[0], nil
+}
+
+// readSeccompProfile reads a Localhost seccomp profile; "" is none.
+func readSeccompProfile(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp profile %q: %w", path, errors.Join(err, errdefs.ErrInvalidArgument))
+	}
+	return b, nil
 }

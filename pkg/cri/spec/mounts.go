@@ -132,7 +132,8 @@ func containerMounts(cfg *runtime.ContainerConfig, files SandboxFiles, privilege
 // caller has created it if missing and resolved its symlinks, and checked
 // that the source of a shared mount is shared. For an image mount (KEP
 // 4639) the caller has put the mounted image (and sub path) in host_path;
-// it is read-only and noexec.
+// it is read-only (its programs may run: critest executes one, and
+// containerd does not set noexec either).
 func bindMount(field string, m *runtime.Mount, rt Runtime) (specs.Mount, string, error) {
 	dst, _ := mountDest(field, m.GetContainerPath())
 	src := m.GetHostPath()
@@ -169,9 +170,6 @@ func bindMount(field string, m *runtime.Mount, rt Runtime) (specs.Mount, string,
 		opts = append(opts, "ro")
 	default:
 		opts = append(opts, "rw")
-	}
-	if image {
-		opts = append(opts, "noexec")
 	}
 	for j, o := range m.GetMountOptions() {
 		if !slices.Contains(bindOptions, o) {
