@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/containerd/go-runc v1.2.1
 	github.com/containernetworking/cni v1.3.1
+	github.com/cyphar/filepath-securejoin v0.6.0
 	github.com/distribution/reference v0.6.0
 	github.com/go-logr/logr v1.4.4
 	github.com/google/uuid v1.6.0

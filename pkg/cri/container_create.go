@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
 
 	"github.com/cri-runtime/cri-runtime/pkg/cri/spec"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
@@ -197,7 +200,7 @@ func (s *Service) containerSpec(ctx context.Context, id string, pod podRecord, c
 		ID: id, SandboxID: pod.ID, SandboxPID: pod.Status.Pid, NetNSPath: netw.NetNS,
 		Files: spec.SandboxFiles{Hosts: paths.Hosts, ResolvConf: paths.Resolv, Hostname: paths.Hostname, Shm: paths.Shm},
 		Users: users, Devices: spec.HostDevices, SeccompProfile: profile,
-		Host: s.host, Runtime: s.runtimeOptions(),
+		Host: s.host, Runtime: s.runtimeOptions(pod.info.RuntimeHandler),
 	})
 	if err != nil {
 		return nil, info, err
@@ -246,6 +249,9 @@ func (s *Service) imageVolumes(ctx context.Context, id string, cfg *runtime.Cont
 		if m.GetImage().GetImage() == "" {
 			continue
 		}
+		if !m.GetReadonly() {
+			return nil, fmt.Errorf("mounts[%d]: an image volume must be read-only: %w", i, errdefs.ErrInvalidArgument)
+		}
 		imgs, err := s.lookupImage(ctx, m.GetImage().GetImage())
 		if err != nil {
 			return nil, fmt.Errorf("image volume %q: %w", m.GetImage().GetImage(), err)
@@ -269,7 +275,17 @@ func (s *Service) imageVolumes(ctx context.Context, id string, cfg *runtime.Cont
 			return nil, fmt.Errorf("image volume %q: %w", m.GetImage().GetImage(), err)
 		}
 		undo.Add("unmount an image volume", func(context.Context) error { return unmountVolume(dir) })
-		out[i] = volume{dir: dir, imageRef: imgs[0].ConfigDigest.String()}
+		src := dir
+		if sub := m.GetImageSubPath(); sub != "" {
+			// Resolved inside the image: a symlink cannot lead out of it.
+			if src, err = securejoin.SecureJoin(dir, sub); err != nil {
+				return nil, fmt.Errorf("image volume %q: sub path %q: %w", m.GetImage().GetImage(), sub, errors.Join(err, errdefs.ErrInvalidArgument))
+			}
+			if _, err := os.Stat(src); err != nil {
+				return nil, fmt.Errorf("image volume %q: sub path %q: %w", m.GetImage().GetImage(), sub, errors.Join(err, errdefs.ErrNotFound))
+			}
+		}
+		out[i] = volume{dir: src, imageRef: imgs[0].ConfigDigest.String()}
 	}
 	return out, nil
 }

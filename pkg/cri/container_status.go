@@ -51,7 +51,7 @@ func (s *Service) containerStatus(ctx context.Context, c containerRecord) *runti
 		cm := &runtime.Mount{ContainerPath: m.ContainerPath, HostPath: m.HostPath, Readonly: m.Readonly,
 			Propagation: runtime.MountPropagation(m.Propagation), SelinuxRelabel: m.SelinuxRelabel, ImageSubPath: m.ImageSubPath}
 		if m.Image != "" {
-			cm.Image = &runtime.ImageSpec{Image: m.Image, UserSpecifiedImage: m.Image}
+			cm.Image = &runtime.ImageSpec{Image: m.Image, UserSpecifiedImage: m.Image, ImageRef: m.ImageRef}
 			cm.HostPath = ""
 		}
 		out.Mounts = append(out.Mounts, cm)

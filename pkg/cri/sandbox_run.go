@@ -81,7 +81,7 @@ func (s *Service) runPod(ctx context.Context, name string, cfg *runtime.PodSandb
 		ID: id, NetNSPath: paths.NetNS, SeccompProfile: profile,
 		Files:             spec.SandboxFiles{Hosts: paths.Hosts, ResolvConf: paths.Resolv, Hostname: paths.Hostname, Shm: paths.Shm},
 		UnprivilegedPorts: true, UnprivilegedICMP: true,
-		Host: s.host, Runtime: s.runtimeOptions(),
+		Host: s.host, Runtime: s.runtimeOptions(handler),
 	})
 	if err != nil {
 		return "", err
@@ -116,9 +116,9 @@ func (s *Service) runPod(ctx context.Context, name string, cfg *runtime.PodSandb
 	return id, nil
 }
 
-// runtimeOptions are the spec options of the configured runtime handlers.
-func (s *Service) runtimeOptions() spec.Runtime {
-	return spec.Runtime{CgroupDriver: spec.CgroupDriver(s.cfg.CgroupDriver)}
+// runtimeOptions are the spec options of the runtime handler.
+func (s *Service) runtimeOptions(handler string) spec.Runtime {
+	return spec.Runtime{CgroupDriver: spec.CgroupDriver(s.cfg.CgroupDriver), RecursiveReadOnlyMounts: s.features[handler].RecursiveReadOnlyMounts}
 }
 
 // pauseImage returns the sandbox image, pulled if missing, and the chain

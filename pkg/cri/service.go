@@ -61,6 +61,7 @@ type Service struct {
 	metrics   *metrics
 	root      string // the daemon's root: the image filesystem
 	stateDir  string // the CRI's state: image volume mounts
+	features  map[string]handlerFeatures
 
 	// pods and containers make creates idempotent under kubelet's retries.
 	pods       *sandbox.Creates[string]
@@ -107,6 +108,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		cfg: cfg, db: deps.DB, images: deps.Images, tasks: deps.Tasks, sandboxes: deps.Sandboxes,
 		network: deps.Sandboxes.Network(), exchange: deps.Exchange, host: host, metrics: m, root: deps.Root, stateDir: deps.StateDir,
 	}
+	s.features = detectFeatures(ctx, cfg, host.Kernel.Major > 5 || (host.Kernel.Major == 5 && host.Kernel.Minor >= 12))
 	park := time.Duration(cfg.ParkTime)
 	s.pods = sandbox.NewCreates[string](park, m.stage("RunPodSandbox"))
 	s.containers = sandbox.NewCreates[string](park, m.stage("CreateContainer"))

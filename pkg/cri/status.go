@@ -29,7 +29,8 @@ func (s *Service) Status(ctx context.Context, req *runtime.StatusRequest) (*runt
 		Features: &runtime.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	for _, name := range s.cfg.handlers() {
-		h := &runtime.RuntimeHandler{Name: name, Features: &runtime.RuntimeHandlerFeatures{}}
+		h := &runtime.RuntimeHandler{Name: name, Features: &runtime.RuntimeHandlerFeatures{
+			RecursiveReadOnlyMounts: s.features[name].RecursiveReadOnlyMounts}}
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, h)
 		if name == s.cfg.DefaultRuntime {
 			resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtime.RuntimeHandler{Name: "", Features: h.Features})
