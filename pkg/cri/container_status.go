@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -42,7 +44,7 @@ func (s *Service) containerStatus(ctx context.Context, c containerRecord) *runti
 		CreatedAt: nanos(c.CreatedAt), StartedAt: nanos(st.StartedAt), FinishedAt: nanos(st.FinishedAt),
 		ExitCode: st.ExitCode, Image: c.config.GetImage(), ImageRef: s.imageRef(ctx, c), ImageId: c.info.ImageRef,
 		Labels: criLabels(c.Labels), Annotations: c.config.GetAnnotations(), LogPath: c.info.LogPath,
-		StopSignal: runtime.Signal(c.info.StopSignal),
+		StopSignal: criSignal(c.info.StopSignal),
 	}
 	if st.State == meta.StateExited {
 		out.Reason, out.Message = st.Reason, st.Message
@@ -127,4 +129,14 @@ func (s *Service) ListContainers(ctx context.Context, req *runtime.ListContainer
 		})
 	}
 	return resp, nil
+}
+
+// criSignal is the CRI's name of the signal number sig.
+func criSignal(sig int) runtime.Signal {
+	if sig == 0 {
+		return runtime.Signal_SIGNAL_RUNTIME_DEFAULT
+	}
+	name := unix.SignalName(syscall.Signal(sig))
+	name = strings.ReplaceAll(strings.ReplaceAll(name, "+", "PLUS"), "-", "MINUS")
+	return runtime.Signal(runtime.Signal_value["SIGNAL_"+name])
 }

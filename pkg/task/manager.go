@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/events"
@@ -116,6 +117,13 @@ func findShim() (string, error) {
 // Close stops listening to the shims and disconnects from them. The
 // shims, and their containers, keep running.
 func (m *Manager) Close() error {
+	// A shim whose last container was just deleted is on its way out:
+	// let its follow loop stop it (bounded), or it would idle until the
+	// next daemon's Restore.
+	deadline := time.Now().Add(closeStopWait)
+	for m.stopsPending() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	m.cancel()
 	m.mu.Lock()
 	shims := make([]*shim, 0, len(m.shims))
@@ -128,6 +136,24 @@ func (m *Manager) Close() error {
 	}
 	m.wg.Wait()
 	return nil
+}
+
+// closeStopWait bounds how long Close waits for the shims asked to stop.
+const closeStopWait = 2 * time.Second
+
+// stopsPending reports whether a shim was asked to stop and has not yet.
+func (m *Manager) stopsPending() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, sh := range m.shims {
+		sh.mu.Lock()
+		pending := sh.wantStop || sh.stopping
+		sh.mu.Unlock()
+		if pending {
+			return true
+		}
+	}
+	return false
 }
 
 // forget drops the handle on a shim that stopped or died, so that the

@@ -1,0 +1,341 @@
+// Package critest is the project's own CRI conformance suite: it starts
+// the real daemon (the built binaries, as a node runs them) with a
+// private CNI network and a registry on loopback, and drives its CRI
+// socket through k8s.io/cri-client, the client kubelet uses, the way
+// kubelet does: its call order, its deadlines and its retries. It covers
+// what the upstream critest leaves out: kubelet's retries of slow
+// creates, restarts of the daemon in the middle of a pod's life, many
+// pods at once, and that nothing is left behind.
+package critest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	internalapi "k8s.io/cri-api/pkg/apis"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+	remote "k8s.io/cri-client/pkg"
+
+	"github.com/cri-runtime/cri-runtime/pkg/cni/cnitest"
+	"github.com/cri-runtime/cri-runtime/pkg/image"
+	"github.com/cri-runtime/cri-runtime/pkg/image/imagetest"
+)
+
+// binDir holds cri-runtime and cri-runtime-shim, built once by TestMain.
+var binDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "cri-runtime-critest-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	build := exec.Command("go", "build", "-o", dir, "github.com/cri-runtime/cri-runtime/cmd/cri-runtime", "github.com/cri-runtime/cri-runtime/cmd/cri-runtime-shim")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "go build:", err)
+		return 1
+	}
+	binDir = dir
+	return m.Run()
+}
+
+// node is a daemon as kubelet sees it: its CRI socket, clients with
+// kubelet's per-call deadline, the images a pod needs and its network.
+type node struct {
+	t        *testing.T
+	dir      string // root and config
+	sockDir  string // short: sockets, state
+	config   string
+	net      *cnitest.Env
+	registry string
+	pause    string // the pause image reference
+	busybox  string // a busybox image reference
+	rt       internalapi.RuntimeService
+	img      internalapi.ImageManagerService
+	timeout  time.Duration // the clients' per-call deadline
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	exited chan struct{}
+}
+
+// newNode starts a daemon with a private network and registry. extra is
+// appended to its config file (more [cri.runtimes], say).
+func newNode(t *testing.T, extra string) *node {
+	t.Helper()
+	n := &node{t: t, dir: t.TempDir(), timeout: 2 * time.Minute}
+	var err error
+	if n.sockDir, err = os.MkdirTemp("", "crc"); err != nil {
+		t.Fatal(err)
+	}
+	n.net = cnitest.New(t)
+	n.registry = imagetest.StartRegistry(t)
+	busybox := imagetest.BusyboxLayer(t, image.CompressionGzip)
+	pause := imagetest.Image{Layers: []imagetest.Layer{busybox},
+		Config: ocispec.ImageConfig{Entrypoint: []string{"/bin/sleep", "2147483647"}}}.Build(t)
+	imagetest.Push(t, n.registry, "test/pause", "1", pause)
+	n.pause = n.registry + "/test/pause:1"
+	bb := imagetest.Image{Layers: []imagetest.Layer{busybox},
+		Config: ocispec.ImageConfig{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}}.Build(t)
+	imagetest.Push(t, n.registry, "test/busybox", "1", bb)
+	n.busybox = n.registry + "/test/busybox:1"
+	cfg := n.net.Config()
+	n.config = filepath.Join(n.dir, "config.toml")
+	body := fmt.Sprintf(`root = %q
+state = %q
+shim_binary = %q
+[grpc]
+  address = %q
+[metrics]
+  address = ""
+[image]
+  config_path = ""
+[cri]
+  address = %q
+  sandbox_image = %q
+[cni]
+  conf_dir = %q
+  bin_dirs = [%q, %q]
+  netns_dir = %q
+  cache_dir = %q
+%s`, filepath.Join(n.dir, "root"), filepath.Join(n.sockDir, "state"), filepath.Join(binDir, "cri-runtime-shim"),
+		filepath.Join(n.sockDir, "mgmt.sock"), n.socket(), n.pause,
+		cfg.ConfDir, cfg.BinDirs[0], cfg.BinDirs[1], cfg.NetNSDir, cfg.CacheDir, extra)
+	if err := os.WriteFile(n.config, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.cleanup)
+	n.start()
+	return n
+}
+
+func (n *node) socket() string { return filepath.Join(n.sockDir, "cri.sock") }
+
+// start runs the daemon and connects kubelet's clients.
+func (n *node) start() {
+	n.t.Helper()
+	n.mu.Lock()
+	n.cmd = exec.Command(filepath.Join(binDir, "cri-runtime"), "serve", "--config", n.config)
+	n.stderr = &bytes.Buffer{}
+	n.cmd.Stderr = &lockedWriter{mu: &n.mu, w: n.stderr}
+	if err := n.cmd.Start(); err != nil {
+		n.mu.Unlock()
+		n.t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	n.exited = exited
+	cmd := n.cmd
+	n.mu.Unlock()
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rt, err := remote.NewRemoteRuntimeService(ctx, "unix://"+n.socket(), n.timeout, nil, false)
+		if err == nil {
+			if _, err = rt.Version(ctx, "v1"); err == nil {
+				n.rt = rt
+				break
+			}
+		}
+		select {
+		case <-exited:
+			n.t.Fatalf("daemon exited at start:\n%s", n.logs())
+		default:
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("CRI socket does not answer: %v\n%s", err, n.logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	img, err := remote.NewRemoteImageService(ctx, "unix://"+n.socket(), n.timeout, nil, false)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.img = img
+}
+
+// kill9 kills the daemon with SIGKILL: its shims and containers live on.
+func (n *node) kill9() {
+	n.t.Helper()
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	n.mu.Unlock()
+	_ = cmd.Process.Kill()
+	<-exited
+}
+
+// stop stops the daemon with SIGTERM.
+func (n *node) stop() {
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	n.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
+func (n *node) logs() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.stderr.String()
+}
+
+// cleanup removes every pod (as kubelet would before a node drains), stops
+// the daemon and checks that nothing is left: no netns, no IP, no veth, no
+// shim, no mount under the daemon's directories.
+func (n *node) cleanup() {
+	t := n.t
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if n.rt != nil {
+		if pods, err := n.rt.ListPodSandbox(ctx, nil); err == nil {
+			for _, p := range pods {
+				_ = n.rt.StopPodSandbox(ctx, p.Id)
+				if err := n.rt.RemovePodSandbox(ctx, p.Id); err != nil {
+					t.Errorf("remove pod %s: %v", p.Id, err)
+				}
+			}
+		}
+	}
+	n.stop()
+	if t.Failed() {
+		t.Logf("daemon log:\n%s", tail(n.logs(), 60))
+	}
+	n.net.AssertClean(t)
+	for _, dir := range []string{n.dir, n.sockDir} {
+		if m := mountsUnder(t, dir); len(m) > 0 {
+			t.Errorf("mounts left under %s: %q", dir, m)
+		}
+	}
+	if shims := processes(t, "cri-runtime-shim", n.sockDir); len(shims) > 0 {
+		t.Errorf("shims left: %v", shims)
+	}
+	os.RemoveAll(n.sockDir)
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// mountsUnder lists the mount points under dir.
+func mountsUnder(t *testing.T, dir string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+// processes lists the pids of the processes named name whose command
+// line mentions arg.
+func processes(t *testing.T, name, arg string) []string {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 0 && filepath.Base(args[0]) == name && strings.Contains(string(b), arg) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// podConfig is the config kubelet sends for a pod named name.
+func (n *node) podConfig(name string) *runtime.PodSandboxConfig {
+	return &runtime.PodSandboxConfig{
+		Metadata:     &runtime.PodSandboxMetadata{Name: name, Namespace: "critest", Uid: name + "-uid", Attempt: 0},
+		Hostname:     name,
+		LogDirectory: filepath.Join(n.dir, "pods", name),
+		Labels:       map[string]string{"app": name},
+		Linux:        &runtime.LinuxPodSandboxConfig{},
+	}
+}
+
+// containerConfig is the config of a busybox container running cmd.
+func (n *node) containerConfig(name string, cmd ...string) *runtime.ContainerConfig {
+	return &runtime.ContainerConfig{
+		Metadata: &runtime.ContainerMetadata{Name: name},
+		Image:    &runtime.ImageSpec{Image: n.busybox},
+		Command:  cmd,
+		LogPath:  name + ".log",
+		Linux:    &runtime.LinuxContainerConfig{},
+	}
+}
+
+// startPod runs a pod and a container in it, in kubelet's order, and
+// returns their IDs.
+func (n *node) startPod(ctx context.Context, name string, cmd ...string) (podID, ctrID string) {
+	n.t.Helper()
+	pc := n.podConfig(name)
+	podID, err := n.rt.RunPodSandbox(ctx, pc, "")
+	if err != nil {
+		n.t.Fatalf("RunPodSandbox %s: %v", name, err)
+	}
+	if _, err := n.img.PullImage(ctx, &runtime.ImageSpec{Image: n.busybox}, nil, pc); err != nil {
+		n.t.Fatalf("PullImage: %v", err)
+	}
+	ctrID, err = n.rt.CreateContainer(ctx, podID, n.containerConfig("c", cmd...), pc)
+	if err != nil {
+		n.t.Fatalf("CreateContainer %s: %v", name, err)
+	}
+	if err := n.rt.StartContainer(ctx, ctrID); err != nil {
+		n.t.Fatalf("StartContainer %s: %v", name, err)
+	}
+	return podID, ctrID
+}
