@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: generated code up to date, gofmt, go vet, the
-# dependency-direction check and every test with the race detector.
+# dependency-direction check, every test with the race detector (our own
+# CRI suite, test/critest, among them), then the upstream CRI conformance
+# suite against the daemon.
 # Needs root (real overlay mounts, runc) and the packages of hack/deps.sh,
 # which hack/preflight.sh checks first.
 set -euo pipefail
@@ -28,3 +30,8 @@ echo "--- go vet"
 go vet ./...
 echo "--- go test"
 go test -race -count=1 -timeout 40m ./...
+echo "--- upstream CRI conformance (cri-tools critest v1.37.0)"
+# Built from the Go module proxy once (cached), against the daemon built
+# from this tree, with every image it pulls mirrored on loopback; the specs
+# it skips, and why, are listed at the top of hack/critest/run.sh.
+hack/critest/run.sh cri-runtime
