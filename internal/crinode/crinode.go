@@ -61,9 +61,12 @@ type Node struct {
 	Registry string
 	Pause    string // the pause image reference
 	Busybox  string // a busybox image reference
-	RT       internalapi.RuntimeService
-	Img      internalapi.ImageManagerService
-	Timeout  time.Duration // the clients' per-call deadline
+	// RT and Img are kubelet's clients of the running daemon; Start
+	// replaces them. Tests that restart the daemon while other goroutines
+	// call it use Runtime and Images instead.
+	RT      internalapi.RuntimeService
+	Img     internalapi.ImageManagerService
+	Timeout time.Duration // the clients' per-call deadline
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -121,6 +124,23 @@ shim_binary = %q
 	return n
 }
 
+// Runtime returns the runtime client of the daemon running now.
+func (n *Node) Runtime() internalapi.RuntimeService {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.RT
+}
+
+// Images returns the image client of the daemon running now.
+func (n *Node) Images() internalapi.ImageManagerService {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.Img
+}
+
+// Root is the daemon's root directory.
+func (n *Node) Root() string { return filepath.Join(n.Dir, "root") }
+
 func (n *Node) Socket() string { return filepath.Join(n.SockDir, "cri.sock") }
 
 // start runs the daemon and connects kubelet's clients.
@@ -148,7 +168,9 @@ func (n *Node) Start() {
 		rt, err := remote.NewRemoteRuntimeService(ctx, "unix://"+n.Socket(), n.Timeout, nil, false)
 		if err == nil {
 			if _, err = rt.Version(ctx, "v1"); err == nil {
+				n.mu.Lock()
 				n.RT = rt
+				n.mu.Unlock()
 				break
 			}
 		}
@@ -166,7 +188,9 @@ func (n *Node) Start() {
 	if err != nil {
 		n.T.Fatal(err)
 	}
+	n.mu.Lock()
 	n.Img = img
+	n.mu.Unlock()
 }
 
 // kill9 kills the daemon with SIGKILL: its shims and containers live on.

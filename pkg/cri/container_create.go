@@ -62,7 +62,15 @@ func (s *Service) createContainer(ctx context.Context, name string, pod podRecor
 	if list, err := s.db.Containers().List(ctx, fmt.Sprintf("labels.%q==%q", LabelName, name)); err != nil {
 		return "", err
 	} else if len(list) > 0 {
-		return list[0].ID, nil // an earlier attempt made it
+		if st := list[0].Status; st.State == meta.StateCreated || !st.StartedAt.IsZero() {
+			return list[0].ID, nil // an earlier attempt made it
+		}
+		// An earlier attempt that a crash cut before its task was made,
+		// or whose shim died with the daemon before it started: remove it
+		// and make it again.
+		if err := s.removeContainer(ctx, list[0].ID); err != nil && !errdefs.IsNotFound(err) {
+			return "", err
+		}
 	}
 	id := newID()
 	var undo sandbox.Undo
@@ -85,15 +93,11 @@ func (s *Service) createContainer(ctx context.Context, name string, pod podRecor
 	if err != nil {
 		return "", err
 	}
-	lctx, done, err := meta.WithLease(ctx, s.db.Leases(), meta.WithExpiration(time.Hour))
+	lctx, done, err := sandbox.CreateLease(ctx, s.db)
 	if err != nil {
 		return "", err
 	}
-	defer func() {
-		cctx, cancel := cleanupCtx(ctx)
-		defer cancel()
-		_ = done(cctx)
-	}()
+	defer done()
 
 	stage("snapshot")
 	snName := s.images.Snapshotter()

@@ -27,7 +27,11 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 	}
 	unlock := s.locks.lock(c.ID)
 	defer unlock()
-	if st := containerState(c.Status); st != runtime.ContainerState_CONTAINER_CREATED {
+	switch st := containerState(c.Status); st {
+	case runtime.ContainerState_CONTAINER_CREATED:
+	case runtime.ContainerState_CONTAINER_RUNNING:
+		return &runtime.StartContainerResponse{}, nil // a retry of a start that was done
+	default:
 		return nil, fmt.Errorf("container %s is %s, not created: %w", c.ID, st, errdefs.ErrFailedPrecondition)
 	}
 	t, err := s.tasks.Get(ctx, c.ID)
@@ -35,6 +39,13 @@ func (s *Service) StartContainer(ctx context.Context, req *runtime.StartContaine
 		return nil, fmt.Errorf("container %s: %w", c.ID, err)
 	}
 	pid, err := t.Start(ctx)
+	if errdefs.IsFailedPrecondition(err) {
+		// A start that a crash of the daemon cut before it recorded it:
+		// the retry finds the container running, and that is its answer.
+		if st, serr := t.State(ctx); serr == nil && (st.Status == shimapi.StatusRunning || st.Status == shimapi.StatusPaused) {
+			pid, err = st.Pid, nil
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", c.ID, err)
 	}

@@ -52,10 +52,18 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxR
 // runPod is one pod's start, run by the in-flight table.
 func (s *Service) runPod(ctx context.Context, name string, cfg *runtime.PodSandboxConfig, handler, binary string, stage sandbox.Stage) (string, error) {
 	if existing, err := s.podByName(ctx, name); err == nil {
-		if podState(existing.Status) == runtime.PodSandboxState_SANDBOX_READY {
+		switch {
+		case podState(existing.Status) == runtime.PodSandboxState_SANDBOX_READY:
 			return existing.ID, nil // an earlier attempt finished it
+		case existing.Status.StartedAt.IsZero():
+			// An earlier attempt that a crash cut before the pause ran:
+			// remove it and start again.
+			if err := s.removePod(ctx, existing.ID); err != nil {
+				return "", err
+			}
+		default:
+			return "", fmt.Errorf("pod %q exists, as sandbox %s, and is not ready: stop and remove it first: %w", name, existing.ID, errdefs.ErrAlreadyExists)
 		}
-		return "", fmt.Errorf("pod %q exists, as sandbox %s, and is not ready: stop and remove it first: %w", name, existing.ID, errdefs.ErrAlreadyExists)
 	} else if !errdefs.IsNotFound(err) {
 		return "", err
 	}

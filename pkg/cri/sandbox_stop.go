@@ -57,27 +57,39 @@ func (s *Service) RemovePodSandbox(ctx context.Context, req *runtime.RemovePodSa
 	if err != nil {
 		return nil, err
 	}
+	if err := s.removePod(ctx, pod.ID); err != nil {
+		return nil, err
+	}
+	klog.FromContext(ctx).V(2).Info("Pod removed", "sandbox", pod.ID)
+	return &runtime.RemovePodSandboxResponse{}, nil
+}
+
+// removePod stops the pod id, removes its containers, then the pod.
+func (s *Service) removePod(ctx context.Context, id string) error {
 	cctx, cancel := cleanupCtx(ctx)
 	defer cancel()
+	pod, err := s.pod(cctx, id)
+	if err != nil {
+		return err
+	}
 	if err := s.stopPod(cctx, pod); err != nil {
-		return nil, err
+		return err
 	}
 	ctrs, err := s.db.Containers().List(cctx, "sandboxid=="+pod.ID)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, c := range ctrs {
 		if err := s.removeContainer(cctx, c.ID); err != nil && !errdefs.IsNotFound(err) {
-			return nil, err
+			return err
 		}
 	}
 	unlock := s.locks.lock(pod.ID)
 	defer unlock()
 	if err := s.sandboxes.Remove(cctx, pod.ID); err != nil && !errdefs.IsNotFound(err) {
-		return nil, err
+		return err
 	}
-	klog.FromContext(ctx).V(2).Info("Pod removed", "sandbox", pod.ID)
-	return &runtime.RemovePodSandboxResponse{}, nil
+	return nil
 }
 
 // pod returns the sandbox id, or the one whose ID starts with id.

@@ -26,12 +26,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
 
 	"github.com/cri-runtime/cri-runtime/pkg/cni"
 	"github.com/cri-runtime/cri-runtime/pkg/cri/spec"
 	"github.com/cri-runtime/cri-runtime/pkg/events"
 	imageservice "github.com/cri-runtime/cri-runtime/pkg/image/service"
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
+	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
 	"github.com/cri-runtime/cri-runtime/pkg/sandbox"
 	"github.com/cri-runtime/cri-runtime/pkg/task"
 )
@@ -112,6 +114,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	park := time.Duration(cfg.ParkTime)
 	s.pods = sandbox.NewCreates[string](park, m.stage("RunPodSandbox"))
 	s.containers = sandbox.NewCreates[string](park, m.stage("CreateContainer"))
+	// Before serving: what a crash of the previous daemon cut in the
+	// middle of a create, stop or removal.
+	if err := s.sandboxes.Reconcile(namespaces.WithNamespace(ctx, namespaces.K8s)); err != nil {
+		klog.FromContext(ctx).Error(err, "Reconcile pods after a restart")
+	}
 	return s, nil
 }
 

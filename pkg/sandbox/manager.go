@@ -133,15 +133,11 @@ func (m *Manager) Run(ctx context.Context, spec Spec, stage Stage) (retErr error
 	}()
 	// Lease: the pause's rootfs is held by it until the record refers to
 	// it; deleted at the end, the record holds it then.
-	lctx, done, err := meta.WithLease(ctx, m.db.Leases(), meta.WithExpiration(time.Hour))
+	lctx, done, err := CreateLease(ctx, m.db)
 	if err != nil {
-		return fmt.Errorf("sandbox %s: lease: %w", spec.ID, err)
+		return fmt.Errorf("sandbox %s: %w", spec.ID, err)
 	}
-	defer func() {
-		cctx, cancel := cleanupCtx(ctx)
-		defer cancel()
-		_ = done(cctx)
-	}()
+	defer done()
 	paths := m.Paths(spec.ID, spec.HostNetwork, spec.HostIPC)
 
 	stage("snapshot")
@@ -339,28 +335,30 @@ func (m *Manager) Stop(ctx context.Context, id string, opts cni.PodOptions) erro
 	return nil
 }
 
-// Remove removes a stopped pod: its record (refused while containers
-// belong to it), its files and the pause's rootfs. Idempotent: NotFound
+// Remove removes a stopped pod: its files, the pause's rootfs, then its
+// record (refused while containers belong to it), last, so that a removal
+// a crash interrupted is retried from the record. Idempotent: NotFound
 // when there is nothing left.
 func (m *Manager) Remove(ctx context.Context, id string) error {
 	cctx, cancel := cleanupCtx(ctx)
 	defer cancel()
-	if err := m.db.Sandboxes().Delete(cctx, id); err != nil {
+	if _, err := m.db.Sandboxes().Get(cctx, id); err != nil {
 		return err
 	}
-	var errs []error
+	if ctrs, err := m.db.Containers().List(cctx, "sandboxid=="+id); err != nil {
+		return err
+	} else if len(ctrs) > 0 {
+		return fmt.Errorf("sandbox %s still has %d containers: %w", id, len(ctrs), errdefs.ErrFailedPrecondition)
+	}
 	if err := m.removeFiles(m.Paths(id, false, false)); err != nil {
-		errs = append(errs, err)
+		return fmt.Errorf("sandbox %s: %w", id, err)
 	}
 	if err := m.db.Snapshotter(m.snapshotter).Remove(cctx, rootfsKey(id)); err != nil && !errdefs.IsNotFound(err) {
-		errs = append(errs, err)
+		// The record's GC label keeps it until the record goes: the
+		// collector frees it then.
+		klog.FromContext(ctx).Error(err, "Remove the pause's rootfs", "sandbox", id)
 	}
-	if err := errors.Join(errs...); err != nil {
-		// The record is gone: what is left is garbage the collector and
-		// the next start sweep.
-		klog.FromContext(ctx).Error(err, "Remove sandbox leftovers", "sandbox", id)
-	}
-	return nil
+	return m.db.Sandboxes().Delete(cctx, id)
 }
 
 // cleanupCtx is a context for work that must finish whatever became of
