@@ -233,9 +233,16 @@ func (n *Node) cleanup() {
 	t := n.T
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	var ids []string
 	if n.RT != nil {
+		if ctrs, err := n.RT.ListContainers(ctx, nil); err == nil {
+			for _, c := range ctrs {
+				ids = append(ids, c.Id)
+			}
+		}
 		if pods, err := n.RT.ListPodSandbox(ctx, nil); err == nil {
 			for _, p := range pods {
+				ids = append(ids, p.Id)
 				_ = n.RT.StopPodSandbox(ctx, p.Id)
 				if err := n.RT.RemovePodSandbox(ctx, p.Id); err != nil {
 					t.Errorf("remove pod %s: %v", p.Id, err)
@@ -253,6 +260,7 @@ func (n *Node) cleanup() {
 			t.Errorf("mounts left under %s: %q", dir, m)
 		}
 	}
+	CheckCgroups(t, ids)
 	if shims := processes(t, "cri-runtime-shim", n.SockDir); len(shims) > 0 {
 		t.Errorf("shims left: %v", shims)
 	}
@@ -357,4 +365,22 @@ func (n *Node) StartPod(ctx context.Context, name string, cmd ...string) (podID,
 		n.T.Fatalf("StartContainer %s: %v", name, err)
 	}
 	return podID, ctrID
+}
+
+// CheckCgroups fails t if a cgroup of any of ids (containers and pods, by
+// the default cgroup parent of the cgroupfs driver) is left, in any v1
+// hierarchy or in the unified one.
+func CheckCgroups(t *testing.T, ids []string) {
+	t.Helper()
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/cri-runtime")
+	if _, err := os.Stat("/sys/fs/cgroup/cri-runtime"); err == nil {
+		roots = append(roots, "/sys/fs/cgroup/cri-runtime")
+	}
+	for _, root := range roots {
+		for _, id := range ids {
+			if _, err := os.Stat(filepath.Join(root, id)); err == nil {
+				t.Errorf("cgroup %s left", filepath.Join(root, id))
+			}
+		}
+	}
 }

@@ -108,6 +108,7 @@ func TestKillUnderLoad(t *testing.T) {
 	removeAll(t, n)
 	n.Stop()
 	checkLeftovers(t, n.Root())
+	crinode.CheckCgroups(t, l.all)
 }
 
 // ledger is what the daemon reported: pods and containers made and not
@@ -116,6 +117,7 @@ type ledger struct {
 	mu                 sync.Mutex
 	pods, ctrs         map[string]bool
 	podsMade, ctrsMade int
+	all                []string // every ID ever reported made
 }
 
 func (l *ledger) set(m map[string]bool, id string, live bool) {
@@ -123,6 +125,7 @@ func (l *ledger) set(m map[string]bool, id string, live bool) {
 	defer l.mu.Unlock()
 	if live {
 		m[id] = true
+		l.all = append(l.all, id)
 	} else {
 		delete(m, id)
 	}
