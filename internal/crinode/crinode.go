@@ -75,7 +75,8 @@ type Node struct {
 }
 
 // New starts a daemon with a private network and registry. extra is
-// appended to its config file (more [cri.runtimes], say).
+// appended to its config file, after its last table, [cni]: keys of
+// [cni], or tables of their own ([cri.runtimes.x], say).
 func New(t *testing.T, extra string) *Node {
 	t.Helper()
 	n := &Node{T: t, Dir: t.TempDir(), Timeout: 2 * time.Minute}

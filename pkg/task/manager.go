@@ -288,6 +288,14 @@ func (m *Manager) List(ctx context.Context) ([]State, error) {
 	return out, nil
 }
 
+// holds reports whether sh holds the task id of ns, as far as the Manager
+// knows.
+func (m *Manager) holds(ns, id string, sh *shim) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.tasks[taskKey{ns, id}] == sh
+}
+
 func (m *Manager) index(ns, id string, sh *shim) {
 	m.mu.Lock()
 	m.tasks[taskKey{ns, id}] = sh

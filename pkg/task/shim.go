@@ -69,6 +69,36 @@ func (sh *shim) conn(ctx context.Context) (*shimapi.Client, error) {
 	return nil, fmt.Errorf("shim of group %q: not connected: %w", sh.group, errdefs.ErrUnavailable)
 }
 
+// connLossWait bounds how long a call waits, after the shim's connection
+// went, for the daemon to reconnect or to clean up after the shim.
+const connLossWait = 30 * time.Second
+
+// connFor returns the connection to the shim for a call on its container
+// id. When the connection went, the daemon is finding out whether the
+// shim lives (it reconnects) or cleaning up after it (the container is
+// then reported exited and forgotten): the call waits for that, and gets
+// the connection, or NotFound once the container is gone with its shim.
+func (sh *shim) connFor(ctx context.Context, id string) (*shimapi.Client, error) {
+	deadline := time.Now().Add(connLossWait)
+	for {
+		c, err := sh.conn(ctx)
+		if err == nil {
+			return c, nil
+		}
+		if !sh.m.holds(sh.ns, id, sh) {
+			return nil, fmt.Errorf("task %q: gone with its shim: %w", id, errdefs.ErrNotFound)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("task %q: %w", id, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("task %q: %w", id, err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // ensure returns a connection to the shim, connecting to a live one or
 // starting one. Called with life held.
 func (sh *shim) ensure(ctx context.Context) (*shimapi.Client, error) {

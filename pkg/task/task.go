@@ -54,11 +54,7 @@ func (t *Task) Group() string { return t.sh.group }
 func (t *Task) Namespace() string { return t.sh.ns }
 
 func (t *Task) client(ctx context.Context) (*shimapi.Client, error) {
-	c, err := t.sh.conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("task %q: %w", t.id, err)
-	}
-	return c, nil
+	return t.sh.connFor(ctx, t.id)
 }
 
 // Start starts the container's process (or restores it from its
@@ -77,7 +73,7 @@ func (t *Task) State(ctx context.Context) (State, error) {
 }
 
 func (sh *shim) processState(ctx context.Context, id, execID string) (State, error) {
-	c, err := sh.conn(ctx)
+	c, err := sh.connFor(ctx, id)
 	if err != nil {
 		return State{}, fmt.Errorf("task %q: %w", id, err)
 	}
@@ -268,7 +264,7 @@ func (t *Task) LoadProcess(ctx context.Context, execID string) (*Process, error)
 }
 
 func (sh *shim) wait(ctx context.Context, id, execID string) (Exit, error) {
-	c, err := sh.conn(ctx)
+	c, err := sh.connFor(ctx, id)
 	if err != nil {
 		return Exit{}, fmt.Errorf("task %q: %w", id, err)
 	}
@@ -283,7 +279,7 @@ func (sh *shim) wait(ctx context.Context, id, execID string) (Exit, error) {
 }
 
 func (sh *shim) closeStdin(ctx context.Context, id, execID string) error {
-	c, err := sh.conn(ctx)
+	c, err := sh.connFor(ctx, id)
 	if err != nil {
 		return fmt.Errorf("task %q: %w", id, err)
 	}
@@ -305,7 +301,7 @@ func (p *Process) ID() string { return p.execID }
 
 // Start runs the process and returns its pid.
 func (p *Process) Start(ctx context.Context) (uint32, error) {
-	c, err := p.sh.conn(ctx)
+	c, err := p.sh.connFor(ctx, p.id)
 	if err != nil {
 		return 0, err
 	}
@@ -319,7 +315,7 @@ func (p *Process) State(ctx context.Context) (State, error) {
 
 // Kill signals the process.
 func (p *Process) Kill(ctx context.Context, sig syscall.Signal) error {
-	c, err := p.sh.conn(ctx)
+	c, err := p.sh.connFor(ctx, p.id)
 	if err != nil {
 		return err
 	}
@@ -338,7 +334,7 @@ func (p *Process) CloseStdin(ctx context.Context) error {
 
 // Resize sets the size of the process's terminal.
 func (p *Process) Resize(ctx context.Context, width, height uint16) error {
-	c, err := p.sh.conn(ctx)
+	c, err := p.sh.connFor(ctx, p.id)
 	if err != nil {
 		return err
 	}
@@ -347,7 +343,7 @@ func (p *Process) Resize(ctx context.Context, width, height uint16) error {
 
 // Delete removes the stopped (or never started) process.
 func (p *Process) Delete(ctx context.Context) (Exit, error) {
-	c, err := p.sh.conn(ctx)
+	c, err := p.sh.connFor(ctx, p.id)
 	if err != nil {
 		return Exit{}, err
 	}
