@@ -130,22 +130,3 @@ func (s *Service) podStats(ctx context.Context, pod podRecord) *runtime.PodSandb
 	}
 	return out
 }
-
-// ListMetricDescriptors returns the descriptors of the metrics of
-// ListPodSandboxMetrics: none, kubelet reads cAdvisor's.
-func (s *Service) ListMetricDescriptors(ctx context.Context, req *runtime.ListMetricDescriptorsRequest) (*runtime.ListMetricDescriptorsResponse, error) {
-	return &runtime.ListMetricDescriptorsResponse{}, nil
-}
-
-// ListPodSandboxMetrics returns no metric for each pod (none described).
-func (s *Service) ListPodSandboxMetrics(ctx context.Context, req *runtime.ListPodSandboxMetricsRequest) (*runtime.ListPodSandboxMetricsResponse, error) {
-	all, err := s.db.Sandboxes().List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	resp := &runtime.ListPodSandboxMetricsResponse{}
-	for _, sb := range all {
-		resp.PodMetrics = append(resp.PodMetrics, &runtime.PodSandboxMetrics{PodSandboxId: sb.ID})
-	}
-	return resp, nil
-}

@@ -1,8 +1,10 @@
 // Package cgroups finds the cgroup of a process on cgroup v1, v2 and
 // hybrid hosts and reads what the runtime needs from cgroupfs: the OOM
-// kill counter (the shim, at exit), and CPU, memory, pids and IO
-// statistics (the daemon). It writes nothing: creating, limiting and
-// removing cgroups is the OCI runtime's work.
+// kill counter (the shim, at exit), and for the daemon's stats and
+// metrics CPU, memory, pids, IO, huge pages, pressure and the configured
+// limits, and the processes of a cgroup with their open files. It writes
+// nothing: creating, limiting and removing cgroups is the OCI runtime's
+// work.
 //
 // It imports only the standard library and errdefs, so the shim can link it.
 package cgroups
@@ -116,6 +118,11 @@ func parse(procCgroup io.Reader, v1Mounts map[string]string, unifiedMount string
 	}
 	_, hasMemoryV1 := cg.Dirs["memory"]
 	cg.V2 = !hasMemoryV1 && cg.Unified != ""
+	if !cg.V2 && cg.Unified == filepath.Clean(unifiedMount) {
+		// A hybrid host whose runtime left the process at the root of
+		// cgroup2: its files there (pressure) are the whole host's.
+		cg.Unified = ""
+	}
 	if !cg.V2 && !hasMemoryV1 {
 		return nil, fmt.Errorf("no memory cgroup: %w", errdefs.ErrNotFound)
 	}

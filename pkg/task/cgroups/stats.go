@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -21,16 +20,28 @@ type Stats struct {
 	Memory MemoryStats
 	Pids   PidsStats
 	IO     IOStats
+	// Hugetlb has one entry per huge page size the host has.
+	Hugetlb []HugetlbStats
+	// Limits are what the cgroup is configured with.
+	Limits Limits
+	// Pressure is the cgroup's pressure stall information: on the
+	// cgroup2 hierarchy only (a hybrid host's included), zero elsewhere.
+	Pressure Pressure
 }
 
-// CPUStats is CPU time consumed, in nanoseconds.
+// CPUStats is CPU time consumed, in nanoseconds, and CFS bandwidth
+// control: how many enforcement periods elapsed while the cgroup had
+// runnable tasks, in how many it was throttled, and for how long.
 type CPUStats struct {
-	UsageNanos  uint64
-	UserNanos   uint64
-	SystemNanos uint64
+	UsageNanos       uint64
+	UserNanos        uint64
+	SystemNanos      uint64
+	Periods          uint64
+	ThrottledPeriods uint64
+	ThrottledNanos   uint64
 }
 
-// MemoryStats is memory use, in bytes.
+// MemoryStats is memory use, in bytes, and counts of memory events.
 type MemoryStats struct {
 	Usage uint64
 	// WorkingSet is Usage less the inactive file cache: what kubelet
@@ -41,7 +52,25 @@ type MemoryStats struct {
 	RSS          uint64 // anonymous memory
 	Cache        uint64 // page cache
 	InactiveFile uint64
-	OOMKills     uint64
+	MappedFile   uint64
+	// Kernel is kernel memory charged to the cgroup (v1 kmem; v2 the
+	// "kernel" figure of memory.stat, or its stacks and slab before 5.18).
+	Kernel uint64
+	// Swap is swap in use (v1: memsw usage less usage, with swap
+	// accounting on).
+	Swap uint64
+	// MaxUsage is the high-water mark of Usage (v2: memory.peak, kernel
+	// 5.19 or later).
+	MaxUsage uint64
+	// Failcnt counts how often usage hit the limit (v1 memory.failcnt,
+	// v2 the "max" event).
+	Failcnt  uint64
+	OOMKills uint64
+	// Page faults (all, major) of this cgroup's own tasks, and of the
+	// whole hierarchy below it. cgroup v2 counts hierarchically only: both
+	// pairs are the same.
+	Pgfault, Pgmajfault           uint64
+	TotalPgfault, TotalPgmajfault uint64
 }
 
 // PidsStats counts tasks.
@@ -51,16 +80,65 @@ type PidsStats struct {
 	Limit uint64
 }
 
-// IOStats is block IO, summed over devices.
+// IOStats is block IO, summed over devices, and per device.
 type IOStats struct {
 	ReadBytes  uint64
 	WriteBytes uint64
 	ReadOps    uint64
 	WriteOps   uint64
+	Devices    []IODevice
+}
+
+// IODevice is the block IO of one device.
+type IODevice struct {
+	Major, Minor uint32
+	ReadBytes    uint64
+	WriteBytes   uint64
+	ReadOps      uint64
+	WriteOps     uint64
+}
+
+// HugetlbStats is the use of one huge page size, in bytes. MaxUsage is 0
+// on cgroup v2, which keeps no high-water mark.
+type HugetlbStats struct {
+	// PageSize as cgroupfs names it: "2MB", "1GB".
+	PageSize string
+	Usage    uint64
+	MaxUsage uint64
+	Failcnt  uint64
+}
+
+// Limits are the configured limits of a cgroup; 0 is "none".
+type Limits struct {
+	// CPUShares is the relative CPU weight in cgroup v1 shares (v2's
+	// cpu.weight is converted back, as kubelet converted it).
+	CPUShares uint64
+	// CPUQuota is the CPU time allowed per CPUPeriod, in microseconds.
+	CPUQuota  uint64
+	CPUPeriod uint64
+	// MemoryReservation is the soft limit (v1) or memory.min (v2).
+	MemoryReservation uint64
+	// MemorySwapLimit is memory plus swap on v1, swap alone on v2.
+	MemorySwapLimit uint64
+}
+
+// Pressure is the pressure stall information of a cgroup.
+type Pressure struct {
+	CPU, Memory, IO PSI
+}
+
+// PSI is the total time, in microseconds, that some task (Some) or all
+// tasks (Full) of the cgroup were stalled on a resource.
+type PSI struct {
+	Some, Full uint64
 }
 
 // userHZ is the unit of cpuacct.stat (USER_HZ, 100 on every Linux ABI).
 const userHZ = 100
+
+// unlimited is the smallest number read as "no limit": v1 reports an
+// unlimited cgroup as the largest page-aligned int64.
+const unlimited = 1 << 62
 
 // Stats reads the statistics of the cgroup.
 func (c *Cgroup) Stats() (*Stats, error) {
@@ -77,61 +155,14 @@ func (c *Cgroup) Stats() (*Stats, error) {
 	if s.Memory.Usage > s.Memory.InactiveFile {
 		s.Memory.WorkingSet = s.Memory.Usage - s.Memory.InactiveFile
 	}
+	if c.Unified != "" {
+		s.Pressure = Pressure{
+			CPU:    readPSI(c.Unified + "/cpu.pressure"),
+			Memory: readPSI(c.Unified + "/memory.pressure"),
+			IO:     readPSI(c.Unified + "/io.pressure"),
+		}
+	}
 	return s, nil
-}
-
-func (c *Cgroup) statsV1(s *Stats) error {
-	mem := c.Dirs["memory"]
-	if _, err := os.Stat(mem); err != nil {
-		return fmt.Errorf("memory cgroup %s: %w", mem, notFound(err))
-	}
-	if d, ok := c.Dirs["cpuacct"]; ok {
-		s.CPU.UsageNanos = readUint(filepath.Join(d, "cpuacct.usage"))
-		kv := readKeyValues(filepath.Join(d, "cpuacct.stat"))
-		s.CPU.UserNanos = kv["user"] * uint64(time.Second/userHZ)
-		s.CPU.SystemNanos = kv["system"] * uint64(time.Second/userHZ)
-	}
-	s.Memory.Usage = readUint(filepath.Join(mem, "memory.usage_in_bytes"))
-	// An unlimited v1 cgroup reports a huge page-aligned number.
-	if l := readUint(filepath.Join(mem, "memory.limit_in_bytes")); l < 1<<62 {
-		s.Memory.Limit = l
-	}
-	kv := readKeyValues(filepath.Join(mem, "memory.stat"))
-	s.Memory.RSS = kv["total_rss"]
-	s.Memory.Cache = kv["total_cache"]
-	s.Memory.InactiveFile = kv["total_inactive_file"]
-	s.Memory.OOMKills = readKeyValues(filepath.Join(mem, "memory.oom_control"))["oom_kill"]
-	if d, ok := c.Dirs["pids"]; ok {
-		s.Pids.Current = readUint(filepath.Join(d, "pids.current"))
-		s.Pids.Limit = readUint(filepath.Join(d, "pids.max"))
-	}
-	if d, ok := c.Dirs["blkio"]; ok {
-		s.IO = blkioV1(filepath.Join(d, "blkio.throttle.io_service_bytes_recursive"),
-			filepath.Join(d, "blkio.throttle.io_serviced_recursive"))
-	}
-	return nil
-}
-
-func (c *Cgroup) statsV2(s *Stats) error {
-	d := c.Unified
-	if _, err := os.Stat(d); err != nil {
-		return fmt.Errorf("cgroup %s: %w", d, notFound(err))
-	}
-	kv := readKeyValues(filepath.Join(d, "cpu.stat"))
-	s.CPU.UsageNanos = kv["usage_usec"] * 1000
-	s.CPU.UserNanos = kv["user_usec"] * 1000
-	s.CPU.SystemNanos = kv["system_usec"] * 1000
-	s.Memory.Usage = readUint(filepath.Join(d, "memory.current"))
-	s.Memory.Limit = readUint(filepath.Join(d, "memory.max"))
-	kv = readKeyValues(filepath.Join(d, "memory.stat"))
-	s.Memory.RSS = kv["anon"]
-	s.Memory.Cache = kv["file"]
-	s.Memory.InactiveFile = kv["inactive_file"]
-	s.Memory.OOMKills = readKeyValues(filepath.Join(d, "memory.events"))["oom_kill"]
-	s.Pids.Current = readUint(filepath.Join(d, "pids.current"))
-	s.Pids.Limit = readUint(filepath.Join(d, "pids.max"))
-	s.IO = ioStatV2(filepath.Join(d, "io.stat"))
-	return nil
 }
 
 func notFound(err error) error {
@@ -141,13 +172,17 @@ func notFound(err error) error {
 	return err
 }
 
-// readUint reads a file holding one number; "max" and errors read as 0.
+// readUint reads a file holding one number; "max", "-1", numbers of
+// "unlimited" size and errors read as 0.
 func readUint(path string) uint64 {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}
 	v, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if v >= unlimited {
+		return 0
+	}
 	return v
 }
 
@@ -156,52 +191,59 @@ func readKeyValues(path string) map[string]uint64 {
 	return keyValues(b)
 }
 
-// blkioV1 sums "MAJ:MIN Read|Write N" lines of the two blkio files.
-func blkioV1(bytesFile, opsFile string) IOStats {
-	var s IOStats
-	sum := func(path string, read, write *uint64) {
-		b, _ := os.ReadFile(path)
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) != 3 {
-				continue
-			}
-			v, _ := strconv.ParseUint(f[2], 10, 64)
-			switch f[1] {
-			case "Read":
-				*read += v
-			case "Write":
-				*write += v
-			}
-		}
-	}
-	sum(bytesFile, &s.ReadBytes, &s.WriteBytes)
-	sum(opsFile, &s.ReadOps, &s.WriteOps)
-	return s
-}
-
-// ioStatV2 sums "MAJ:MIN rbytes=N wbytes=N rios=N wios=N ..." lines.
-func ioStatV2(path string) IOStats {
-	var s IOStats
+// readPSI reads a *.pressure file:
+//
+//	some avg10=0.00 avg60=0.00 avg300=0.00 total=1234
+//	full avg10=0.00 avg60=0.00 avg300=0.00 total=567
+func readPSI(path string) PSI {
+	var p PSI
 	b, _ := os.ReadFile(path)
 	for _, line := range strings.Split(string(b), "\n") {
-		for _, kv := range strings.Fields(line) {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				continue
-			}
-			n, _ := strconv.ParseUint(v, 10, 64)
-			switch k {
-			case "rbytes":
-				s.ReadBytes += n
-			case "wbytes":
-				s.WriteBytes += n
-			case "rios":
-				s.ReadOps += n
-			case "wios":
-				s.WriteOps += n
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		for _, kv := range f[1:] {
+			if v, ok := strings.CutPrefix(kv, "total="); ok {
+				n, _ := strconv.ParseUint(v, 10, 64)
+				switch f[0] {
+				case "some":
+					p.Some = n
+				case "full":
+					p.Full = n
+				}
 			}
 		}
 	}
-	return s
+	return p
+}
+
+// device returns the entry of d for "MAJ:MIN", adding it if needed.
+func device(d *[]IODevice, majMin string) *IODevice {
+	maj, min, ok := strings.Cut(majMin, ":")
+	if !ok {
+		return nil
+	}
+	ma, err1 := strconv.ParseUint(maj, 10, 32)
+	mi, err2 := strconv.ParseUint(min, 10, 32)
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	for i := range *d {
+		if (*d)[i].Major == uint32(ma) && (*d)[i].Minor == uint32(mi) {
+			return &(*d)[i]
+		}
+	}
+	*d = append(*d, IODevice{Major: uint32(ma), Minor: uint32(mi)})
+	return &(*d)[len(*d)-1]
+}
+
+// sum fills the totals of s from its devices.
+func (s *IOStats) sum() {
+	for _, d := range s.Devices {
+		s.ReadBytes += d.ReadBytes
+		s.WriteBytes += d.WriteBytes
+		s.ReadOps += d.ReadOps
+		s.WriteOps += d.WriteOps
+	}
 }
