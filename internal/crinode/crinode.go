@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,6 +68,10 @@ type Node struct {
 	RT      internalapi.RuntimeService
 	Img     internalapi.ImageManagerService
 	Timeout time.Duration // the clients' per-call deadline
+	// Metrics is the host:port of the daemon's /metrics and /healthz.
+	Metrics string
+	root    string // the daemon's root
+	logDir  string // where pods' log directories are; "" is under Dir
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -77,14 +82,19 @@ type Node struct {
 // New starts a daemon with a private network and registry. extra is
 // appended to its config file, after its last table, [cni]: keys of
 // [cni], or tables of their own ([cri.runtimes.x], say).
-func New(t *testing.T, extra string) *Node {
+func New(t *testing.T, extra string, opts ...Opt) *Node {
 	t.Helper()
 	n := &Node{T: t, Dir: t.TempDir(), Timeout: 2 * time.Minute}
+	n.root = filepath.Join(n.Dir, "root")
+	for _, o := range opts {
+		o(n)
+	}
 	var err error
 	if n.SockDir, err = os.MkdirTemp("", "crc"); err != nil {
 		t.Fatal(err)
 	}
 	n.Net = cnitest.New(t)
+	n.Metrics = freeAddr(t)
 	n.Registry = imagetest.StartRegistry(t)
 	busybox := imagetest.BusyboxLayer(t, image.CompressionGzip)
 	pause := imagetest.Image{Layers: []imagetest.Layer{busybox},
@@ -103,7 +113,7 @@ shim_binary = %q
 [grpc]
   address = %q
 [metrics]
-  address = ""
+  address = %q
 [image]
   config_path = ""
 [cri]
@@ -114,8 +124,8 @@ shim_binary = %q
   bin_dirs = [%q, %q]
   netns_dir = %q
   cache_dir = %q
-%s`, filepath.Join(n.Dir, "root"), filepath.Join(n.SockDir, "state"), filepath.Join(binDir, "cri-runtime-shim"),
-		filepath.Join(n.SockDir, "mgmt.sock"), n.Socket(), n.Pause,
+%s`, n.root, filepath.Join(n.SockDir, "state"), filepath.Join(binDir, "cri-runtime-shim"),
+		filepath.Join(n.SockDir, "mgmt.sock"), n.Metrics, n.Socket(), n.Pause,
 		cfg.ConfDir, cfg.BinDirs[0], cfg.BinDirs[1], cfg.NetNSDir, cfg.CacheDir, extra)
 	if err := os.WriteFile(n.config, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -123,6 +133,23 @@ shim_binary = %q
 	t.Cleanup(n.cleanup)
 	n.Start()
 	return n
+}
+
+// Pid is the daemon's process ID.
+func (n *Node) Pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cmd.Process.Pid
+}
+
+// freeAddr returns a loopback host:port free now.
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // Runtime returns the runtime client of the daemon running now.
@@ -140,7 +167,24 @@ func (n *Node) Images() internalapi.ImageManagerService {
 }
 
 // Root is the daemon's root directory.
-func (n *Node) Root() string { return filepath.Join(n.Dir, "root") }
+func (n *Node) Root() string { return n.root }
+
+func (n *Node) logDirOr() string {
+	if n.logDir != "" {
+		return n.logDir
+	}
+	return filepath.Join(n.Dir, "pods")
+}
+
+// Opt changes how New sets the node up.
+type Opt func(*Node)
+
+// WithRoot puts the daemon's root directory at dir (on a small
+// filesystem, say).
+func WithRoot(dir string) Opt { return func(n *Node) { n.root = dir } }
+
+// WithLogDir puts the pods' log directories under dir.
+func WithLogDir(dir string) Opt { return func(n *Node) { n.logDir = dir } }
 
 func (n *Node) Socket() string { return filepath.Join(n.SockDir, "cri.sock") }
 
@@ -329,7 +373,7 @@ func (n *Node) PodConfig(name string) *runtime.PodSandboxConfig {
 	return &runtime.PodSandboxConfig{
 		Metadata:     &runtime.PodSandboxMetadata{Name: name, Namespace: "critest", Uid: name + "-uid", Attempt: 0},
 		Hostname:     name,
-		LogDirectory: filepath.Join(n.Dir, "pods", name),
+		LogDirectory: filepath.Join(n.logDirOr(), name),
 		Labels:       map[string]string{"app": name},
 		Linux:        &runtime.LinuxPodSandboxConfig{},
 	}
