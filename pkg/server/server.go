@@ -225,7 +225,7 @@ func (s *Server) openSnapshotters(ctx context.Context) error {
 func (s *Server) newImageService() (*imageservice.Service, error) {
 	cfg := s.cfg.Image
 	cfg.Snapshotter = s.snapshotter
-	svc, err := imageservice.New(s.db, cfg)
+	svc, err := imageservice.New(s.db, cfg, imageservice.WithRegisterer(s.registry))
 	if err != nil {
 		return nil, fmt.Errorf("image service: %w", err)
 	}

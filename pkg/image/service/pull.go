@@ -170,7 +170,9 @@ func (s *Service) pull(ctx context.Context, ref string, o *pullOptions, rep *rep
 	log := klog.FromContext(ctx).WithValues("image", ref)
 	ctx = klog.NewContext(ctx, log)
 	log.V(2).Info("Pull started")
+	var fetched int64
 	defer func() {
+		s.metrics.pulled(retErr, fetched, time.Since(start))
 		if retErr != nil {
 			log.Error(retErr, "Pull failed", "class", errClass(retErr), "elapsed", time.Since(start))
 		}
@@ -210,6 +212,7 @@ func (s *Service) pull(ctx context.Context, ref string, o *pullOptions, rep *rep
 	}
 	sum := p.stats.summary()
 	sum.Name, sum.Target, sum.Elapsed = name, desc, time.Since(start)
+	fetched = sum.FetchedBytes
 	rep.emit(Progress{Desc: desc, State: StateDone, Offset: desc.Size, Total: desc.Size, Summary: sum})
 	log.V(2).Info("Pull done", "name", name, "digest", desc.Digest, "elapsed", sum.Elapsed,
 		"fetched", sum.Fetched, "bytes", sum.FetchedBytes, "unpacked", sum.Unpacked, "streamed", sum.Streamed)

@@ -29,6 +29,7 @@ import (
 	"net/http"
 
 	"github.com/cri-runtime/cri-runtime/pkg/mount"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"golang.org/x/sync/semaphore"
 
@@ -54,6 +55,8 @@ type Service struct {
 	unpackSem *semaphore.Weighted // layers applied at once, over all pulls
 	syncer    syncer
 	flights   flights
+	metrics   *metrics
+	register  prometheus.Registerer // nil: metrics not registered
 }
 
 // Opt configures a Service.
@@ -101,12 +104,18 @@ func New(db *meta.DB, cfg Config, opts ...Opt) (*Service, error) {
 		userXatt:  inUserNS,
 		unpackSem: semaphore.NewWeighted(int64(cfg.MaxUnpackParallel)),
 		flights:   flights{m: map[string]*flight{}},
+		metrics:   newMetrics(),
 	}
 	s.ropts.ConfigPath = cfg.ConfigPath
 	for _, o := range opts {
 		o(s)
 	}
 	s.resolver = remote.NewResolver(s.ropts)
+	if s.register != nil {
+		if err := s.metrics.register(s.register); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
