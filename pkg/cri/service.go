@@ -68,6 +68,9 @@ type Service struct {
 	// locks serialises the lifecycle operations of each pod and
 	// container, by ID.
 	locks keyLocks
+	// stream serves Exec, Attach and PortForward, and holds the
+	// containers' stdio for attach (streaming.go).
+	stream *streamServer
 
 	// podCIDR is the last UpdateRuntimeConfig's, guarded by mu.
 	mu      sync.Mutex
@@ -107,6 +110,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		cfg: cfg, db: deps.DB, images: deps.Images, tasks: deps.Tasks, sandboxes: deps.Sandboxes,
 		network: deps.Sandboxes.Network(), exchange: deps.Exchange, host: host, metrics: m, root: deps.Root, stateDir: deps.StateDir,
 	}
+	s.stream = newStreamServer(s, cfg)
 	park := time.Duration(cfg.ParkTime)
 	s.pods = sandbox.NewCreates[string](park, m.stage("RunPodSandbox"))
 	s.containers = sandbox.NewCreates[string](park, m.stage("CreateContainer"))
