@@ -157,7 +157,7 @@ func (s *Service) createContainer(ctx context.Context, name string, pod podRecor
 			return "", fmt.Errorf("container %q: log directory: %w", name, err)
 		}
 	}
-	t, err := s.tasks.Create(ctx, pod.ID, task.CreateOpts{ID: id, Runtime: binary, Spec: specJSON, Rootfs: mounts,
+	t, err := s.createTask(ctx, pod.ID, cfg, task.CreateOpts{ID: id, Runtime: binary, Spec: specJSON, Rootfs: mounts,
 		IO: task.IO{Terminal: cfg.GetTty(), LogPath: info.LogPath, LogLineSize: s.cfg.MaxContainerLogLineSize}})
 	if err != nil {
 		return "", fmt.Errorf("container %q: %w", name, err)

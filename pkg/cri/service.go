@@ -71,6 +71,9 @@ type Service struct {
 	// locks serialises the lifecycle operations of each pod and
 	// container, by ID.
 	locks keyLocks
+	// stream serves Exec, Attach and PortForward, and holds the
+	// containers' stdio for attach (streaming.go).
+	stream *streamServer
 
 	// podCIDR is the last UpdateRuntimeConfig's, guarded by mu.
 	mu      sync.Mutex
@@ -111,6 +114,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		network: deps.Sandboxes.Network(), exchange: deps.Exchange, host: host, metrics: m, root: deps.Root, stateDir: deps.StateDir,
 	}
 	s.features = detectFeatures(ctx, cfg, host.Kernel.Major > 5 || (host.Kernel.Major == 5 && host.Kernel.Minor >= 12))
+	s.stream = newStreamServer(s, cfg)
 	park := time.Duration(cfg.ParkTime)
 	s.pods = sandbox.NewCreates[string](park, m.stage("RunPodSandbox"))
 	s.containers = sandbox.NewCreates[string](park, m.stage("CreateContainer"))

@@ -36,7 +36,9 @@ func (s *Server) newCRI(ctx context.Context, gm *grpcMetrics) error {
 	}
 	s.criGRPC = grpc.NewServer(serverOptions(gm, withK8sNamespace)...)
 	s.cri.Register(s.criGRPC)
-	return nil
+	// The streaming server (exec, attach, port-forward URLs): its streams
+	// end at once when Stop begins.
+	return s.cri.Start(s.stopping)
 }
 
 // CRIAddress returns the path of the CRI socket, "" when none is served.

@@ -385,6 +385,12 @@ func (s *Server) close(ctx context.Context) error {
 	if s.metricsL != nil {
 		s.metricsL.Close()
 	}
+	if s.cri != nil {
+		// Before the tasks: ended execs are killed and deleted.
+		if err := s.cri.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if s.images != nil {
 		// Pulls run on past the calls that started them; none may touch
 		// the database once it is closed.
