@@ -20,7 +20,10 @@ import (
 // process's exit to bbolt. It is the task Manager's OnEvent, which never
 // drops an event and may replay one, so every write is idempotent: a
 // replayed or late event never moves a status back.
-type statusWriter struct{ db *meta.DB }
+type statusWriter struct {
+	db      *meta.DB
+	metrics *taskMetrics // counts the exits it writes; nil in tests
+}
 
 func (w statusWriter) onEvent(ctx context.Context, ev task.Event) {
 	if ev.ExecID != "" {
@@ -59,13 +62,18 @@ func (w statusWriter) onEvent(ctx context.Context, ev task.Event) {
 		if ev.Exit == nil {
 			return
 		}
+		reason := ""
 		err = w.update(ctx, ev.ID, func(st *meta.Status) bool {
 			if st.State == meta.StateExited {
 				return false // the first exit stands
 			}
 			exited(st, *ev.Exit)
+			reason = st.Reason
 			return true
 		})
+		if err == nil && reason != "" {
+			w.metrics.exited(reason)
+		}
 	}
 	if err != nil && !errdefs.IsNotFound(err) {
 		// The task outlived its record (a delete raced its exit): nothing
@@ -113,17 +121,25 @@ func (w statusWriter) update(ctx context.Context, id string, fn func(*meta.Statu
 // outlived the previous daemon (their missed exits arrive through the
 // status writer) and marks exited what no shim holds any more.
 func (s *Server) newTaskManager(ctx context.Context) error {
-	w := statusWriter{db: s.db}
+	metrics, err := newTaskMetrics(s.registry)
+	if err != nil {
+		return err
+	}
+	w := statusWriter{db: s.db, metrics: metrics}
 	m, err := task.NewManager(task.Config{
-		StateDir:   filepath.Join(s.cfg.State, "tasks"),
-		ShimBinary: s.cfg.ShimBinary,
-		OnEvent:    w.onEvent,
-		Publisher:  s.exchange,
+		StateDir:     filepath.Join(s.cfg.State, "tasks"),
+		ShimBinary:   s.cfg.ShimBinary,
+		OnEvent:      w.onEvent,
+		Publisher:    s.exchange,
+		ObserveStart: metrics.observeStart,
 	})
 	if err != nil {
 		return fmt.Errorf("task manager: %w", err)
 	}
 	s.tasks = m
+	if err := registerShims(s.registry, m); err != nil {
+		return err
+	}
 	start := time.Now()
 	live, err := m.Restore(ctx)
 	if err != nil {
@@ -177,14 +193,19 @@ func (w statusWriter) reconcile(ctx context.Context, live []task.State) (int, er
 			}
 		}
 		for _, id := range ids {
+			changed := false
 			if err := w.update(nctx, id, func(st *meta.Status) bool {
 				if !isLive(*st) {
 					return false
 				}
 				exited(st, lost)
+				changed = true
 				return true
 			}); err != nil && !errdefs.IsNotFound(err) {
 				return n, err
+			}
+			if changed {
+				w.metrics.exited(shimapi.ReasonShimGone)
 			}
 			n++
 		}

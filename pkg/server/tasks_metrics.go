@@ -1,0 +1,62 @@
+package server
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cri-runtime/cri-runtime/pkg/task"
+)
+
+// taskMetrics are the metrics of tasks: pkg/task counts through plain hooks
+// (Config.ObserveStart, Manager.LiveShims) and the status writer counts
+// exits; they are exported here, as pkg/task links no metrics library.
+type taskMetrics struct {
+	start prometheus.Histogram
+	exits *prometheus.CounterVec
+}
+
+// newTaskMetrics registers the metrics of tasks on reg, but for the live
+// shims, which need the Manager (registerShims).
+func newTaskMetrics(reg prometheus.Registerer) (*taskMetrics, error) {
+	m := &taskMetrics{
+		start: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cri_runtime_task_start_seconds",
+			Help:    "Time the start of a container's process took (the runtime's start, through the shim).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		exits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cri_runtime_task_exits_total",
+			Help: "Containers and sandboxes that exited, by reason (Completed, Error, OOMKilled, ShimGone), each counted once: when its exit is written.",
+		}, []string{"reason"}),
+	}
+	for _, c := range []prometheus.Collector{m.start, m.exits} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register task metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// observeStart is the Manager's Config.ObserveStart.
+func (m *taskMetrics) observeStart(d time.Duration) { m.start.Observe(d.Seconds()) }
+
+// exited counts an exit written into a status, by its reason.
+func (m *taskMetrics) exited(reason string) {
+	if m != nil {
+		m.exits.WithLabelValues(reason).Inc()
+	}
+}
+
+// registerShims registers the gauge of the shims tm is connected to.
+func registerShims(reg prometheus.Registerer, tm *task.Manager) error {
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cri_runtime_task_shims",
+		Help: "Shims the daemon is connected to (one per sandbox group with a container).",
+	}, func() float64 { return float64(tm.LiveShims()) })
+	if err := reg.Register(g); err != nil {
+		return fmt.Errorf("register task metrics: %w", err)
+	}
+	return nil
+}
