@@ -61,6 +61,11 @@ func (e *taskEnv) removeAll() {
 	for _, c := range cs {
 		_ = e.c.Containers().Delete(ctx, c.ID)
 	}
+	// The Manager stops an emptied shim once its events are delivered:
+	// before the daemon stops, or the shim would outlive the test.
+	for deadline := time.Now().Add(10 * time.Second); e.d.Server.Tasks().LiveShims() > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // syncWriter is a buffer safe for the relay's writer and the test.

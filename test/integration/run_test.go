@@ -57,6 +57,11 @@ func (e *runEnv) removeAll() {
 	for _, id := range strings.Fields(e.cli(nil, e.ns, "containers", "ls", "-q").stdout) {
 		e.cli(nil, e.ns, "containers", "rm", "--force", id)
 	}
+	// The daemon stops an emptied shim once its events are delivered:
+	// before it is killed, or the shim would outlive the test.
+	for deadline := time.Now().Add(10 * time.Second); len(shimPids(e.ns)) > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // run runs the CLI in the test's namespace.
