@@ -22,7 +22,7 @@ import (
 // replayed or late event never moves a status back.
 type statusWriter struct {
 	db      *meta.DB
-	metrics *taskMetrics // counts the exits it writes; nil in tests
+	metrics *taskMetrics // counts the exits; nil in tests
 }
 
 func (w statusWriter) onEvent(ctx context.Context, ev task.Event) {
@@ -62,17 +62,20 @@ func (w statusWriter) onEvent(ctx context.Context, ev task.Event) {
 		if ev.Exit == nil {
 			return
 		}
-		reason := ""
+		changed := false
 		err = w.update(ctx, ev.ID, func(st *meta.Status) bool {
 			if st.State == meta.StateExited {
 				return false // the first exit stands
 			}
 			exited(st, *ev.Exit)
-			reason = st.Reason
+			changed = true
 			return true
 		})
-		if err == nil && reason != "" {
-			w.metrics.exited(reason)
+		// An exit event as it happened comes once per daemon: counted,
+		// record or not (a run --rm may be gone already). A replayed one
+		// is counted only when it is news to the record.
+		if ev.Topic == shimapi.TopicExit && (!ev.Replayed || err == nil && changed) {
+			w.metrics.exited(exitReason(*ev.Exit))
 		}
 	}
 	if err != nil && !errdefs.IsNotFound(err) {
@@ -84,16 +87,22 @@ func (w statusWriter) onEvent(ctx context.Context, ev task.Event) {
 
 // exited sets st to the exit e.
 func exited(st *meta.Status, e task.Exit) {
-	st.State, st.ExitCode, st.FinishedAt, st.Reason = meta.StateExited, int32(e.Status), e.At, e.Reason
-	if st.Reason == "" {
-		st.Reason = "Completed"
-		if e.Status != 0 {
-			st.Reason = "Error"
-		}
-	}
+	st.State, st.ExitCode, st.FinishedAt, st.Reason = meta.StateExited, int32(e.Status), e.At, exitReason(e)
 	if e.Reason == shimapi.ReasonShimGone {
 		st.Message = "the shim holding the process died; its exit status is unknown"
 	}
+}
+
+// exitReason is the reason of an exit as a status says it: the shim's
+// (OOMKilled, ShimGone), else Completed or Error.
+func exitReason(e task.Exit) string {
+	switch {
+	case e.Reason != "":
+		return e.Reason
+	case e.Status == 0:
+		return "Completed"
+	}
+	return "Error"
 }
 
 // update applies fn to the status of the container id, or else of the

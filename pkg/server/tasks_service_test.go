@@ -249,3 +249,51 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// TestTaskMetrics: live shims, start latency and exits by reason, each
+// exit counted once, on /metrics.
+func TestTaskMetrics(t *testing.T) {
+	e := newTaskEnv(t)
+	// Exits: Completed, Error, and an OOM kill.
+	e.run(t, "runc", "ok", "", "true")
+	e.run(t, "runc", "three", "", "sh", "-c", "exit 3")
+	if _, err := e.c.Containers().CreateFromImage(e.ctx, client.ImageContainer{ID: "oom", Image: e.ref, MemoryLimit: 16 << 20,
+		Args: []string{"sh", "-c", "a=x; while true; do a=$a$a; done"}}); err != nil {
+		t.Fatal(err)
+	}
+	tasks := e.c.Tasks()
+	for _, id := range []string{"oom", "sleeper"} {
+		if id == "sleeper" {
+			if _, err := e.c.Containers().CreateFromImage(e.ctx, client.ImageContainer{ID: id, Image: e.ref, Args: []string{"sleep", "1000"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := tasks.Create(e.ctx, id, client.CreateTaskOpts{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tasks.Start(e.ctx, id, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if exit, err := tasks.Wait(e.ctx, "oom", ""); err != nil || exit.Reason != "OOMKilled" {
+		t.Fatalf("oom: %+v, %v", exit, err)
+	}
+	// Two live shims: the OOM-killed one's (its task is not deleted) and
+	// the sleeper's.
+	waitFor(t, func() bool { return strings.Contains(scrape(t, e.d), "\ncri_runtime_task_shims 2\n") })
+	body := scrape(t, e.d)
+	for _, want := range []string{
+		`cri_runtime_task_exits_total{reason="Completed"} 1`,
+		`cri_runtime_task_exits_total{reason="Error"} 1`,
+		`cri_runtime_task_exits_total{reason="OOMKilled"} 1`,
+		"cri_runtime_task_start_seconds_count 4\n",
+		`cri_runtime_task_start_seconds_bucket{le="10"} 4`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", body)
+	}
+}
