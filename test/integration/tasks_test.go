@@ -2,11 +2,14 @@ package integration
 
 import (
 	"encoding/json"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/internal/testenv"
 	"github.com/cri-runtime/cri-runtime/pkg/task/tasktest"
 )
 
@@ -155,5 +158,40 @@ func TestBadInputLeavesNothing(t *testing.T) {
 	}
 	if out := e.mustRun("leases", "ls", "-q"); out != "" {
 		t.Errorf("leases left: %q", out)
+	}
+}
+
+// TestCheckpointRestore checkpoints a running container with CRIU, stops
+// it, and restores it: its output goes on in the same log file. It skips
+// where `criu check` fails, saying why (on the kernel of this project's
+// test VM, CRIU cannot read the vdso).
+func TestCheckpointRestore(t *testing.T) {
+	tasktest.NeedRoot(t)
+	if _, err := exec.LookPath("criu"); err != nil {
+		testenv.Missing(t, "criu is not installed (Debian package criu): %v", err)
+	}
+	if out, err := exec.Command("criu", "check").CombinedOutput(); err != nil {
+		t.Skipf("criu does not work on this kernel: `criu check`: %s", strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0])
+	}
+	e := newRunEnv(t, "criu")
+	for _, rt := range tasktest.Runtimes(t) {
+		t.Run(rt, func(t *testing.T) {
+			id := "cr-" + rt
+			e.mustRun(append([]string{"run", "-d", "--runtime", rt, e.ref, id}, ticker...)...)
+			logPath := e.info(id).Labels["cri-runtime.io/log-path"]
+			time.Sleep(300 * time.Millisecond)
+			image := filepath.Join(t.TempDir(), "image")
+			e.mustRun("tasks", "checkpoint", "--exit", "--image-path", image, id)
+			e.waitTask(id, "stopped")
+			e.mustRun("tasks", "rm", id)
+			n := logLines(t, logPath)
+			e.mustRun("tasks", "restore", "--image-path", image, id)
+			e.waitTask(id, "running")
+			time.Sleep(300 * time.Millisecond)
+			if m := logLines(t, logPath); m < n+3 {
+				t.Errorf("log: %d lines at the restore, %d after", n, m)
+			}
+			e.mustRun("containers", "rm", "--force", id)
+		})
 	}
 }
