@@ -50,6 +50,7 @@ func runtimeErr(err error) error {
 // runFlags are the flags of `run`.
 type runFlags struct {
 	rm, tty, detach, netHost bool
+	seccomp                  bool
 	env, mounts, labels      []string
 	runtime, memory, group   string
 	snapshotter              string
@@ -86,6 +87,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	fl.StringVar(&f.group, "group", "", "`GROUP` whose shim holds the task (default: the container's ID)")
 	fl.StringArrayVar(&f.labels, "label", nil, "container label K=V (repeatable)")
 	fl.StringVar(&f.snapshotter, "snapshotter", "", "snapshotter of the rootfs (default: the daemon's)")
+	fl.BoolVar(&f.seccomp, "seccomp", true, "the runtime default seccomp profile (--seccomp=false: none, as ctr run has it)")
 	return markStreaming(cmd)
 }
 
@@ -132,7 +134,7 @@ func (f runFlags) container(ref, id string, args []string) (client.ImageContaine
 	}
 	spec := client.ImageContainer{
 		ID: id, Image: named.String(), Runtime: f.runtime, Args: args, Env: f.env, HostNetwork: f.netHost,
-		Terminal: f.tty, Group: f.group, Snapshotter: f.snapshotter,
+		Terminal: f.tty, Group: f.group, Snapshotter: f.snapshotter, NoSeccomp: !f.seccomp,
 	}
 	for _, kv := range f.env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {

@@ -107,6 +107,9 @@ type ImageContainer struct {
 	Group string
 	// Snapshotter; "" is the daemon's.
 	Snapshotter string
+	// NoSeccomp runs it without a seccomp filter (the default is the
+	// runtime default profile).
+	NoSeccomp bool
 }
 
 // CreateFromImage records a container that runs an image: its spec from
@@ -115,7 +118,7 @@ func (s *ContainerStore) CreateFromImage(ctx context.Context, c ImageContainer) 
 	req := &api.CreateFromImageRequest{
 		Id: c.ID, Image: c.Image, Runtime: c.Runtime, Args: c.Args, Env: c.Env,
 		HostNetwork: c.HostNetwork, Terminal: c.Terminal, MemoryLimit: c.MemoryLimit,
-		Labels: c.Labels, Group: c.Group, Snapshotter: c.Snapshotter,
+		Labels: c.Labels, Group: c.Group, Snapshotter: c.Snapshotter, NoSeccomp: c.NoSeccomp,
 	}
 	for _, m := range c.Mounts {
 		req.Mounts = append(req.Mounts, &api.Mount{Type: m.Type, Source: m.Source, Destination: m.Destination, Options: m.Options})

@@ -821,7 +821,10 @@ type CreateFromImageRequest struct {
 	// cri-runtime.io/group); default: the ID.
 	Group string `protobuf:"bytes,11,opt,name=group,proto3" json:"group,omitempty"`
 	// snapshotter; default: the daemon's.
-	Snapshotter   string `protobuf:"bytes,12,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`
+	Snapshotter string `protobuf:"bytes,12,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`
+	// no_seccomp runs without a seccomp filter; the default is the runtime
+	// default profile (as docker run has it; ctr run has none).
+	NoSeccomp     bool `protobuf:"varint,13,opt,name=no_seccomp,json=noSeccomp,proto3" json:"no_seccomp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -940,6 +943,13 @@ func (x *CreateFromImageRequest) GetSnapshotter() string {
 	return ""
 }
 
+func (x *CreateFromImageRequest) GetNoSeccomp() bool {
+	if x != nil {
+		return x.NoSeccomp
+	}
+	return false
+}
+
 var File_services_containers_v1_containers_proto protoreflect.FileDescriptor
 
 const file_services_containers_v1_containers_proto_rawDesc = "" +
@@ -1010,7 +1020,7 @@ const file_services_containers_v1_containers_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12 \n" +
 	"\vdestination\x18\x03 \x01(\tR\vdestination\x12\x18\n" +
-	"\aoptions\x18\x04 \x03(\tR\aoptions\"\xf6\x03\n" +
+	"\aoptions\x18\x04 \x03(\tR\aoptions\"\x95\x04\n" +
 	"\x16CreateFromImageRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x18\n" +
@@ -1024,7 +1034,9 @@ const file_services_containers_v1_containers_proto_rawDesc = "" +
 	"\x06labels\x18\n" +
 	" \x03(\v2F.cri_runtime.services.containers.v1.CreateFromImageRequest.LabelsEntryR\x06labels\x12\x14\n" +
 	"\x05group\x18\v \x01(\tR\x05group\x12 \n" +
-	"\vsnapshotter\x18\f \x01(\tR\vsnapshotter\x1a9\n" +
+	"\vsnapshotter\x18\f \x01(\tR\vsnapshotter\x12\x1d\n" +
+	"\n" +
+	"no_seccomp\x18\r \x01(\bR\tnoSeccomp\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xf8\x05\n" +
