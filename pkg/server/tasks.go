@@ -20,10 +20,7 @@ import (
 // process's exit to bbolt. It is the task Manager's OnEvent, which never
 // drops an event and may replay one, so every write is idempotent: a
 // replayed or late event never moves a status back.
-type statusWriter struct {
-	db      *meta.DB
-	metrics *taskMetrics // counts the exits; nil in tests
-}
+type statusWriter struct{ db *meta.DB }
 
 func (w statusWriter) onEvent(ctx context.Context, ev task.Event) {
 	if ev.ExecID != "" {
@@ -62,21 +59,13 @@ func (w statusWriter) onEvent(ctx context.Context, ev task.Event) {
 		if ev.Exit == nil {
 			return
 		}
-		changed := false
 		err = w.update(ctx, ev.ID, func(st *meta.Status) bool {
 			if st.State == meta.StateExited {
 				return false // the first exit stands
 			}
 			exited(st, *ev.Exit)
-			changed = true
 			return true
 		})
-		// An exit event as it happened comes once per daemon: counted,
-		// record or not (a run --rm may be gone already). A replayed one
-		// is counted only when it is news to the record.
-		if ev.Topic == shimapi.TopicExit && (!ev.Replayed || err == nil && changed) {
-			w.metrics.exited(exitReason(*ev.Exit))
-		}
 	}
 	if err != nil && !errdefs.IsNotFound(err) {
 		// The task outlived its record (a delete raced its exit): nothing
@@ -87,22 +76,16 @@ func (w statusWriter) onEvent(ctx context.Context, ev task.Event) {
 
 // exited sets st to the exit e.
 func exited(st *meta.Status, e task.Exit) {
-	st.State, st.ExitCode, st.FinishedAt, st.Reason = meta.StateExited, int32(e.Status), e.At, exitReason(e)
+	st.State, st.ExitCode, st.FinishedAt, st.Reason = meta.StateExited, int32(e.Status), e.At, e.Reason
+	if st.Reason == "" {
+		st.Reason = "Completed"
+		if e.Status != 0 {
+			st.Reason = "Error"
+		}
+	}
 	if e.Reason == shimapi.ReasonShimGone {
 		st.Message = "the shim holding the process died; its exit status is unknown"
 	}
-}
-
-// exitReason is the reason of an exit as a status says it: the shim's
-// (OOMKilled, ShimGone), else Completed or Error.
-func exitReason(e task.Exit) string {
-	switch {
-	case e.Reason != "":
-		return e.Reason
-	case e.Status == 0:
-		return "Completed"
-	}
-	return "Error"
 }
 
 // update applies fn to the status of the container id, or else of the
@@ -130,15 +113,15 @@ func (w statusWriter) update(ctx context.Context, id string, fn func(*meta.Statu
 // outlived the previous daemon (their missed exits arrive through the
 // status writer) and marks exited what no shim holds any more.
 func (s *Server) newTaskManager(ctx context.Context) error {
+	w := statusWriter{db: s.db}
 	metrics, err := newTaskMetrics(s.registry)
 	if err != nil {
 		return err
 	}
-	w := statusWriter{db: s.db, metrics: metrics}
 	m, err := task.NewManager(task.Config{
 		StateDir:     filepath.Join(s.cfg.State, "tasks"),
 		ShimBinary:   s.cfg.ShimBinary,
-		OnEvent:      w.onEvent,
+		OnEvent:      func(ctx context.Context, ev task.Event) { w.onEvent(ctx, ev); metrics.onEvent(ev) },
 		Publisher:    s.exchange,
 		ObserveStart: metrics.observeStart,
 	})
@@ -202,19 +185,14 @@ func (w statusWriter) reconcile(ctx context.Context, live []task.State) (int, er
 			}
 		}
 		for _, id := range ids {
-			changed := false
 			if err := w.update(nctx, id, func(st *meta.Status) bool {
 				if !isLive(*st) {
 					return false
 				}
 				exited(st, lost)
-				changed = true
 				return true
 			}); err != nil && !errdefs.IsNotFound(err) {
 				return n, err
-			}
-			if changed {
-				w.metrics.exited(shimapi.ReasonShimGone)
 			}
 			n++
 		}

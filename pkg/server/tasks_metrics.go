@@ -7,11 +7,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cri-runtime/cri-runtime/pkg/task"
+	"github.com/cri-runtime/cri-runtime/pkg/task/shimapi"
 )
 
-// taskMetrics are the metrics of tasks: pkg/task counts through plain hooks
-// (Config.ObserveStart, Manager.LiveShims) and the status writer counts
-// exits; they are exported here, as pkg/task links no metrics library.
+// taskMetrics are the metrics of tasks: pkg/task reports through plain
+// hooks (Config.ObserveStart and OnEvent, Manager.LiveShims), exported
+// here, as pkg/task links no metrics library.
 type taskMetrics struct {
 	start prometheus.Histogram
 	exits *prometheus.CounterVec
@@ -28,7 +29,7 @@ func newTaskMetrics(reg prometheus.Registerer) (*taskMetrics, error) {
 		}),
 		exits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cri_runtime_task_exits_total",
-			Help: "Containers and sandboxes that exited, by reason (Completed, Error, OOMKilled, ShimGone), each counted once: when its exit is written.",
+			Help: "Exits of containers' and sandboxes' processes seen by this daemon as they happened, by reason (Completed, Error, OOMKilled, ShimGone).",
 		}, []string{"reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.start, m.exits} {
@@ -42,11 +43,27 @@ func newTaskMetrics(reg prometheus.Registerer) (*taskMetrics, error) {
 // observeStart is the Manager's Config.ObserveStart.
 func (m *taskMetrics) observeStart(d time.Duration) { m.start.Observe(d.Seconds()) }
 
-// exited counts an exit written into a status, by its reason.
-func (m *taskMetrics) exited(reason string) {
-	if m != nil {
-		m.exits.WithLabelValues(reason).Inc()
+// onEvent counts the exit of a container's (or sandbox's) init process as
+// it happens, by reason: each is seen so once by a daemon, whose record
+// may be gone already (run --rm). Exits replayed at a restore or after a
+// resynchronisation are not counted (they happened while the daemon was
+// down, or were counted when they did).
+func (m *taskMetrics) onEvent(ev task.Event) {
+	if ev.Topic == shimapi.TopicExit && ev.ExecID == "" && ev.Exit != nil && !ev.Replayed {
+		m.exits.WithLabelValues(exitReason(*ev.Exit)).Inc()
 	}
+}
+
+// exitReason is the reason of an exit as a status says it: the shim's
+// (OOMKilled, ShimGone), else Completed or Error.
+func exitReason(e task.Exit) string {
+	switch {
+	case e.Reason != "":
+		return e.Reason
+	case e.Status == 0:
+		return "Completed"
+	}
+	return "Error"
 }
 
 // registerShims registers the gauge of the shims tm is connected to.
