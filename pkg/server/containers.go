@@ -47,16 +47,17 @@ type containersService struct {
 	images      *imageservice.Service
 	tasks       *task.Manager
 	locks       *keyLocks
-	snapshotter string // the default one
-	logDir      string // <root>/logs
+	relays      *relays // those of a task its shim lost go with the container
+	snapshotter string  // the default one
+	logDir      string  // <root>/logs
 	host        hostInfo
 }
 
-// newContainersService returns the containers service of s; locks are
-// shared with the tasks service.
-func (s *Server) newContainersService(locks *keyLocks) *containersService {
+// newContainersService returns the containers service of s; locks and
+// relays are shared with the tasks service.
+func (s *Server) newContainersService(locks *keyLocks, rs *relays) *containersService {
 	return &containersService{
-		store: s.db.Containers(), db: s.db, images: s.images, tasks: s.tasks, locks: locks,
+		store: s.db.Containers(), db: s.db, images: s.images, tasks: s.tasks, locks: locks, relays: rs,
 		snapshotter: s.snapshotter, logDir: filepath.Join(s.cfg.Root, "logs"),
 	}
 }
@@ -131,6 +132,7 @@ func (s *containersService) Delete(ctx context.Context, req *api.DeleteContainer
 	if err != nil {
 		return nil, err
 	}
+	s.relays.drop(relayKey{ns: ns, id: id})
 	if p := c.Labels[LabelLogPath]; p != "" && s.ownsLog(ns, p) {
 		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
 			klog.FromContext(ctx).Error(err, "Remove the log of a deleted container", "container", id)

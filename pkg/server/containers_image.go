@@ -61,15 +61,7 @@ func (s *containersService) CreateFromImage(ctx context.Context, req *api.Create
 	if err != nil {
 		return nil, err
 	}
-	name := req.GetImage()
-	if r, err := reference.ParseNormalizedNamed(name); err == nil {
-		name = r.String() // as a pull names it
-	}
-	img, err := s.images.Get(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	imgCfg, err := s.images.Config(ctx, img, image.DefaultPlatform())
+	img, imgCfg, err := s.image(ctx, req.GetImage())
 	if err != nil {
 		return nil, err
 	}
@@ -110,23 +102,43 @@ func (s *containersService) CreateFromImage(ctx context.Context, req *api.Create
 	if err != nil {
 		return nil, err
 	}
-	labels := maps.Clone(req.GetLabels())
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[LabelGroup] = id
-	if g := req.GetGroup(); g != "" {
-		labels[LabelGroup] = g
-	}
-	labels[LabelLogPath] = s.logPath(ns, id)
 	c, err := s.store.Create(ctx, meta.Container{
-		ID: id, Labels: labels, Image: img.Name, Runtime: meta.Runtime{Name: rt},
+		ID: id, Labels: s.labels(ns, req), Image: img.Name, Runtime: meta.Runtime{Name: rt},
 		Spec: specJSON, Snapshotter: snName, SnapshotKey: id,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &api.CreateContainerResponse{Container: convert.ContainerToProto(c)}, nil
+}
+
+// image returns the image record name (normalised as a pull names it)
+// and its config for this host's platform.
+func (s *containersService) image(ctx context.Context, name string) (meta.Image, ocispec.Image, error) {
+	if r, err := reference.ParseNormalizedNamed(name); err == nil {
+		name = r.String()
+	}
+	img, err := s.images.Get(ctx, name)
+	if err != nil {
+		return meta.Image{}, ocispec.Image{}, err
+	}
+	cfg, err := s.images.Config(ctx, img, image.DefaultPlatform())
+	return img, cfg, err
+}
+
+// labels are the request's labels and the record's own: its group and
+// its log file.
+func (s *containersService) labels(ns string, req *api.CreateFromImageRequest) map[string]string {
+	labels := maps.Clone(req.GetLabels())
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[LabelGroup] = req.GetId()
+	if g := req.GetGroup(); g != "" {
+		labels[LabelGroup] = g
+	}
+	labels[LabelLogPath] = s.logPath(ns, req.GetId())
+	return labels
 }
 
 // checkRequest checks what can be checked before anything is made: the

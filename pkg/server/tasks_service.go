@@ -23,11 +23,12 @@ import (
 )
 
 // registerContainersAndTasks registers the containers and the tasks
-// services, which share the locks of a container's lifecycle.
+// services, which share the locks of a container's lifecycle and the
+// relays of its processes.
 func registerContainersAndTasks(g *grpc.Server, s *Server) {
-	cs := s.newContainersService(&keyLocks{})
+	cs := s.newContainersService(&keyLocks{}, &relays{})
 	containersapi.RegisterContainersServer(g, cs)
-	api.RegisterTasksServer(g, &tasksService{tasks: s.tasks, containers: cs})
+	api.RegisterTasksServer(g, &tasksService{tasks: s.tasks, containers: cs, relays: cs.relays})
 }
 
 // tasksService serves api/services/tasks over the task Manager: the tasks
@@ -36,7 +37,7 @@ type tasksService struct {
 	api.UnimplementedTasksServer
 	tasks      *task.Manager
 	containers *containersService
-	relays     relays
+	relays     *relays // shared with the containers service
 }
 
 // Create creates the task of a container record in the shim of its group,

@@ -174,24 +174,7 @@ func lifecycle(t *testing.T, e *taskEnv, rt string) {
 	if err := e.c.Containers().Delete(ctx, id); !errdefs.IsFailedPrecondition(err) {
 		t.Errorf("delete of a container with a task: %v", err)
 	}
-	// Exec, with a relayed stdout.
-	if err := tasks.Exec(ctx, id, "e1", client.ExecOpts{Args: []string{"sh", "-c", "echo $FOO; exit 5"}, Env: []string{"FOO=bar"}, Stdout: true}); err != nil {
-		t.Fatal(err)
-	}
-	var out syncWriter
-	a, err := tasks.Attach(ctx, id, "e1", client.Streams{Stdout: &out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tasks.Start(ctx, id, "e1"); err != nil {
-		t.Fatal(err)
-	}
-	if exit, err := a.Wait(); err != nil || exit.Status != 5 || out.String() != "bar\n" {
-		t.Fatalf("exec: %+v %v, output %q", exit, err, out.String())
-	}
-	if _, err := tasks.Delete(ctx, id, "e1"); err != nil {
-		t.Fatal(err)
-	}
+	execRelayed(t, e, id)
 	pids, err := tasks.Pids(ctx, id)
 	if err != nil || len(pids) != 2 {
 		t.Fatalf("pids %v, %v", pids, err)
@@ -237,6 +220,30 @@ func lifecycle(t *testing.T, e *taskEnv, rt string) {
 	}
 	if _, err := os.Stat(logPath); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("log after the container's delete: %v", err)
+	}
+}
+
+// execRelayed runs an exec in container id with a relayed stdout and
+// extra env.
+func execRelayed(t *testing.T, e *taskEnv, id string) {
+	t.Helper()
+	ctx, tasks := e.ctx, e.c.Tasks()
+	if err := tasks.Exec(ctx, id, "e1", client.ExecOpts{Args: []string{"sh", "-c", "echo $FOO; exit 5"}, Env: []string{"FOO=bar"}, Stdout: true}); err != nil {
+		t.Fatal(err)
+	}
+	var out syncWriter
+	a, err := tasks.Attach(ctx, id, "e1", client.Streams{Stdout: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tasks.Start(ctx, id, "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if exit, err := a.Wait(); err != nil || exit.Status != 5 || out.String() != "bar\n" {
+		t.Fatalf("exec: %+v %v, output %q", exit, err, out.String())
+	}
+	if _, err := tasks.Delete(ctx, id, "e1"); err != nil {
+		t.Fatal(err)
 	}
 }
 
