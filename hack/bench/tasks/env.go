@@ -184,8 +184,8 @@ func buildRootfs(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
 }
 
-// runBare times `runc run` of /bin/true in the rootfs, read-only.
-func runBare(work, rootfs string, i int) time.Duration {
+// runBare times `<runtime> run` of /bin/true in the rootfs, read-only.
+func runBare(work, rootfs string, i int, runtime string) time.Duration {
 	bundle := filepath.Join(work, "bare")
 	check(os.MkdirAll(bundle, 0o755))
 	id := fmt.Sprintf("bare%d", i)
@@ -194,9 +194,9 @@ func runBare(work, rootfs string, i int) time.Duration {
 	b, _ := json.Marshal(spec)
 	check(os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644))
 	start := time.Now()
-	cmd := exec.Command(*runtimeBin, "--root", filepath.Join(work, "bare-root"), "run", "--bundle", bundle, id)
+	cmd := exec.Command(runtime, "--root", filepath.Join(work, "bare-root-"+runtime), "run", "--bundle", bundle, id)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		log.Fatalf("%s run: %v: %s", *runtimeBin, err, out)
+		log.Fatalf("%s run: %v: %s", runtime, err, out)
 	}
 	return time.Since(start)
 }

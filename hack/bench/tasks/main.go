@@ -120,9 +120,17 @@ func memory(ours *ours, cd *containerd, ref string) {
 // time of ours goes.
 func runToExit(work, rootfs string, ours *ours, cd *containerd, ref string) {
 	before := ours.rpcTimes()
-	var bare, run, plain, cli, ctrRun durations
+	var bare, run, plain, cli, ctrRun, bareCrun, crun durations
+	_, err := exec.LookPath("crun")
+	withCrun := err == nil && *runtimeBin != "crun"
 	for i := 0; i < *runs; i++ {
-		bare = append(bare, runBare(work, rootfs, i))
+		bare = append(bare, runBare(work, rootfs, i, *runtimeBin))
+		if withCrun {
+			bareCrun = append(bareCrun, runBare(work, rootfs, i, "crun"))
+			start := time.Now()
+			ours.cli("run", "--rm", "--seccomp=false", "--runtime", "crun", ref, fmt.Sprintf("crun%d", i), "true")
+			crun = append(crun, time.Since(start))
+		}
 		start := time.Now()
 		ours.cli("run", "--rm", ref, fmt.Sprintf("true%d", i), "true")
 		run = append(run, time.Since(start))
@@ -145,7 +153,11 @@ func runToExit(work, rootfs string, ours *ours, cd *containerd, ref string) {
 	if cd != nil {
 		fmt.Printf("  ctr run --rm (overlay, shim start, no filter): %s, +%s over bare\n", ctrRun, ctrRun.over(bare))
 	}
-	fmt.Printf("where the time of cri-runtime run --rm goes (both kinds of run; means):\n")
+	if withCrun {
+		fmt.Printf("  bare crun run, read-only directory rootfs, no seccomp filter: %s\n", bareCrun)
+		fmt.Printf("  cri-runtime run --rm --seccomp=false --runtime crun: %s, +%s over bare crun\n", crun, crun.over(bareCrun))
+	}
+	fmt.Printf("where the time of cri-runtime run --rm goes (every kind of run; means):\n")
 	fmt.Printf("  %-52s %6.1f ms (p50)\n", "a CLI process with one call (namespaces ls)", ms(cli.median()))
 	after := ours.rpcTimes()
 	var methods []string
@@ -154,7 +166,8 @@ func runToExit(work, rootfs string, ours *ours, cd *containerd, ref string) {
 	}
 	sort.Strings(methods)
 	for _, m := range methods {
-		// The calls every run made, and the namespaces ls of the CLI line.
+		// The calls every run made, and the namespaces ls of the CLI line
+		// (means over every kind of run).
 		a, b := after[m], before[m]
 		if c := a.count - b.count; c >= float64(*runs) {
 			fmt.Printf("  %-52s %6.1f ms\n", strings.TrimPrefix(m, "/cri_runtime.services."), (a.sum-b.sum)/c*1000)
