@@ -308,14 +308,11 @@ func attachAndStart(ctx context.Context, cmd *cobra.Command, tasks *client.TaskS
 		return client.Exit{}, err
 	}
 	// Before the start, so that a container sees its size from its first
-	// read; an exec's terminal exists only once started: sized again.
+	// read (an exec's terminal, made at its start, is sized by Exec).
 	stop := relaySignals(ctx, tasks, id, execID, tty, streams.Stdout)
 	defer stop()
 	if _, err := tasks.Start(ctx, id, execID); err != nil {
 		return client.Exit{}, err
-	}
-	if tty && execID != "" {
-		resize(ctx, tasks, id, execID, streams.Stdout)
 	}
 	return a.Wait()
 }
@@ -342,7 +339,9 @@ func relaySignals(ctx context.Context, tasks *client.TaskService, id, execID str
 	done := make(chan struct{})
 	if tty {
 		signal.Notify(ch, syscall.SIGWINCH)
-		resize(ctx, tasks, id, execID, out)
+		if execID == "" {
+			resize(ctx, tasks, id, execID, out)
+		}
 	} else {
 		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	}
@@ -365,13 +364,20 @@ func relaySignals(ctx context.Context, tasks *client.TaskService, id, execID str
 
 // resize gives the process the size of the terminal out.
 func resize(ctx context.Context, tasks *client.TaskService, id, execID string, out io.Writer) {
+	if w, h := terminalSize(out); w > 0 {
+		_ = tasks.Resize(ctx, id, execID, w, h)
+	}
+}
+
+// terminalSize is the size of the terminal out, 0 when not one.
+func terminalSize(out io.Writer) (width, height uint16) {
 	f, ok := out.(*os.File)
 	if !ok {
-		return
+		return 0, 0
 	}
 	w, h, err := term.GetSize(int(f.Fd()))
-	if err != nil {
-		return
+	if err != nil || w <= 0 || h <= 0 || w > 0xffff || h > 0xffff {
+		return 0, 0
 	}
-	_ = tasks.Resize(ctx, id, execID, uint16(w), uint16(h))
+	return uint16(w), uint16(h)
 }

@@ -179,6 +179,9 @@ func tasksExecCommand(g *globals) *cobra.Command {
 			defer c.Close()
 			tasks, id := c.Tasks(), args[0]
 			opts := client.ExecOpts{Args: args[1:], Env: env, Cwd: cwd, Terminal: tty, Stdin: !detach, Stdout: !detach, Stderr: !detach && !tty}
+			if tty {
+				opts.Width, opts.Height = terminalSize(cmd.OutOrStdout())
+			}
 			if err := tasks.Exec(ctx, id, execID, opts); err != nil {
 				return runtimeErr(err)
 			}

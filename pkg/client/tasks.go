@@ -159,6 +159,8 @@ type ExecOpts struct {
 	Cwd                   string
 	Terminal              bool
 	Stdin, Stdout, Stderr bool
+	// Width and Height, when not 0, size the terminal from its start.
+	Width, Height uint16
 }
 
 // Exec adds the process execID to the running task id; Start runs it.
@@ -166,6 +168,7 @@ func (s *TaskService) Exec(ctx context.Context, id, execID string, opts ExecOpts
 	_, err := s.client.Exec(ctx, &api.ExecRequest{
 		ContainerId: id, ExecId: execID, Args: opts.Args, Env: opts.Env, Cwd: opts.Cwd,
 		Terminal: opts.Terminal, Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr,
+		Width: uint32(opts.Width), Height: uint32(opts.Height),
 	})
 	return err
 }

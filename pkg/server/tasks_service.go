@@ -263,6 +263,9 @@ func execProcess(c meta.Container, req *api.ExecRequest) (*specs.Process, error)
 	}
 	p := sp.Process
 	p.Args, p.Terminal, p.ConsoleSize = req.GetArgs(), req.GetTerminal(), nil
+	if w, h := req.GetWidth(), req.GetHeight(); p.Terminal && w > 0 && h > 0 {
+		p.ConsoleSize = &specs.Box{Width: uint(w), Height: uint(h)}
+	}
 	if cwd := req.GetCwd(); cwd != "" {
 		if !strings.HasPrefix(cwd, "/") {
 			return nil, fmt.Errorf("exec cwd %q: not absolute: %w", cwd, errdefs.ErrInvalidArgument)

@@ -286,13 +286,36 @@ func TestRunMountsAndHostNetwork(t *testing.T) {
 	}
 }
 
+// TestRunTerminal: run -t and tasks exec -t give the process a terminal of
+// its own, sized as the CLI's from the start, and pass on the exit code.
 func TestRunTerminal(t *testing.T) {
 	e := newRunEnv(t, "tty")
+	for _, rt := range tasktest.Runtimes(t) {
+		t.Run(rt, func(t *testing.T) {
+			id := "term-" + rt
+			out, code := e.inTerminal(t, "run", "--rm", "-t", "--runtime", rt, e.ref, id, "sh", "-c", "tty; stty size; exit 2")
+			if code != 2 || !strings.Contains(out, "/dev/pts/0") || !strings.Contains(out, "33 111") {
+				t.Fatalf("run -t: exit %d, output %q: want the container's own pty, sized as this one", code, out)
+			}
+			e.mustRun("run", "-d", "--runtime", rt, e.ref, id, "sleep", "1000")
+			out, code = e.inTerminal(t, "tasks", "exec", "-t", "--exec-id", "t1", id, "sh", "-c", "tty; stty size; exit 3")
+			if code != 3 || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "33 111") {
+				t.Fatalf("tasks exec -t: exit %d, output %q: want a pty sized as this one", code, out)
+			}
+			e.mustRun("containers", "rm", "--force", id)
+		})
+	}
+}
+
+// inTerminal runs the CLI on a new 33x111 pseudo-terminal and returns
+// what it printed there and its exit code.
+func (e *runEnv) inTerminal(t *testing.T, args ...string) (string, int) {
+	t.Helper()
 	ptm, pts := openPty(t)
 	if err := unix.IoctlSetWinsize(int(pts.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 33, Col: 111}); err != nil {
 		t.Fatal(err)
 	}
-	cmd := e.command("run", "--rm", "-t", e.ref, "term", "sh", "-c", "tty; stty size; exit 2")
+	cmd := e.command(args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -307,13 +330,8 @@ func TestRunTerminal(t *testing.T) {
 			break // EIO once the CLI, the last holder of the slave, exits
 		}
 	}
-	err := cmd.Wait()
-	if cmd.ProcessState.ExitCode() != 2 {
-		t.Fatalf("exit %v, output %q", err, out.String())
-	}
-	if got := out.String(); !strings.Contains(got, "/dev/pts/0") || !strings.Contains(got, "33 111") {
-		t.Fatalf("output %q: want the container's own pty, sized as this one", got)
-	}
+	cmd.Wait()
+	return out.String(), cmd.ProcessState.ExitCode()
 }
 
 // openPty opens a pseudo-terminal pair.

@@ -919,9 +919,13 @@ type ExecRequest struct {
 	Cwd      string `protobuf:"bytes,5,opt,name=cwd,proto3" json:"cwd,omitempty"`
 	Terminal bool   `protobuf:"varint,6,opt,name=terminal,proto3" json:"terminal,omitempty"`
 	// stdin, stdout, stderr are relayed through Attach.
-	Stdin         bool `protobuf:"varint,7,opt,name=stdin,proto3" json:"stdin,omitempty"`
-	Stdout        bool `protobuf:"varint,8,opt,name=stdout,proto3" json:"stdout,omitempty"`
-	Stderr        bool `protobuf:"varint,9,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	Stdin  bool `protobuf:"varint,7,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	Stdout bool `protobuf:"varint,8,opt,name=stdout,proto3" json:"stdout,omitempty"`
+	Stderr bool `protobuf:"varint,9,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	// width and height, when not 0, are the terminal's size from its start
+	// (a ResizePty could only come after the process started).
+	Width         uint32 `protobuf:"varint,10,opt,name=width,proto3" json:"width,omitempty"`
+	Height        uint32 `protobuf:"varint,11,opt,name=height,proto3" json:"height,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1017,6 +1021,20 @@ func (x *ExecRequest) GetStderr() bool {
 		return x.Stderr
 	}
 	return false
+}
+
+func (x *ExecRequest) GetWidth() uint32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *ExecRequest) GetHeight() uint32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
 }
 
 type ResizePtyRequest struct {
@@ -1857,7 +1875,7 @@ const file_services_tasks_v1_tasks_proto_rawDesc = "" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\"\\\n" +
 	"\x10ListPidsResponse\x12H\n" +
-	"\tprocesses\x18\x01 \x03(\v2*.cri_runtime.services.tasks.v1.ProcessInfoR\tprocesses\"\xe3\x01\n" +
+	"\tprocesses\x18\x01 \x03(\v2*.cri_runtime.services.tasks.v1.ProcessInfoR\tprocesses\"\x91\x02\n" +
 	"\vExecRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x12\n" +
@@ -1867,7 +1885,10 @@ const file_services_tasks_v1_tasks_proto_rawDesc = "" +
 	"\bterminal\x18\x06 \x01(\bR\bterminal\x12\x14\n" +
 	"\x05stdin\x18\a \x01(\bR\x05stdin\x12\x16\n" +
 	"\x06stdout\x18\b \x01(\bR\x06stdout\x12\x16\n" +
-	"\x06stderr\x18\t \x01(\bR\x06stderr\"|\n" +
+	"\x06stderr\x18\t \x01(\bR\x06stderr\x12\x14\n" +
+	"\x05width\x18\n" +
+	" \x01(\rR\x05width\x12\x16\n" +
+	"\x06height\x18\v \x01(\rR\x06height\"|\n" +
 	"\x10ResizePtyRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x14\n" +
