@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
 	"os"
 	"os/exec"
@@ -43,7 +42,7 @@ func startRegistry(work string) *registry {
 			return r
 		}
 		if time.Now().After(deadline) {
-			log.Fatal("docker-registry did not start")
+			fatalf("docker-registry did not start")
 		}
 	}
 }
@@ -56,7 +55,7 @@ func pushImage(work, rootfs, host string) string {
 	ref := host + "/bench/busybox:latest"
 	out, err := exec.Command("skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci:"+layout+":latest", "docker://"+ref).CombinedOutput()
 	if err != nil {
-		log.Fatalf("skopeo copy: %v: %s", err, out)
+		fatalf("skopeo copy: %v: %s", err, out)
 	}
 	return ref
 }
@@ -196,7 +195,7 @@ func runBare(work, rootfs string, i int, runtime string) time.Duration {
 	start := time.Now()
 	cmd := exec.Command(runtime, "--root", filepath.Join(work, "bare-root-"+runtime), "run", "--bundle", bundle, id)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		log.Fatalf("%s run: %v: %s", runtime, err, out)
+		fatalf("%s run: %v: %s", runtime, err, out)
 	}
 	return time.Since(start)
 }
@@ -225,9 +224,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
 	check(err)
 	cd.daemon.Stdout, cd.daemon.Stderr = logf, logf
 	check(cd.daemon.Start())
+	atCleanup(cd.stop)
 	for deadline := time.Now().Add(10 * time.Second); cd.ctr("version") != nil; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			log.Fatal("containerd did not start")
+			fatalf("containerd did not start")
 		}
 	}
 	return cd
@@ -257,9 +257,8 @@ func (cd *containerd) removeAll() {
 }
 
 func (cd *containerd) stop() {
+	defer func() { cd.daemon.Process.Signal(syscall.SIGTERM); cd.daemon.Wait() }()
 	cd.removeAll()
-	cd.daemon.Process.Signal(syscall.SIGTERM)
-	cd.daemon.Wait()
 }
 
 // shims sums the PSS and RSS (KiB) of this containerd's shims.

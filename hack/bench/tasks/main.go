@@ -52,23 +52,25 @@ func main() {
 	if *binDir == "" {
 		log.Fatal("-bin is required")
 	}
+	if os.Getuid() != 0 {
+		log.Fatal("run as root: it runs containers")
+	}
+	defer cleanup()
 	work, err := os.MkdirTemp("", "tasksbench")
 	check(err)
-	defer os.RemoveAll(work)
+	atCleanup(func() { os.RemoveAll(work) })
 	rootfs := filepath.Join(work, "rootfs")
 	check(buildRootfs(rootfs))
 	reg := startRegistry(work)
-	defer reg.Process.Kill()
+	atCleanup(func() { reg.Process.Kill(); reg.Wait() })
 	ref := pushImage(work, rootfs, reg.addr)
 
 	fmt.Printf("# %s, %d containers, %d runs, runtime %s, image %s\n", time.Now().UTC().Format(time.RFC3339), *n, *runs, *runtimeBin, ref)
 	ours := startOurs(work)
-	defer ours.stop()
 	ours.cli("pull", "-q", ref)
 	var cd *containerd
 	if *containerdIn != "" {
 		cd = startContainerd(work)
-		defer cd.stop()
 		check(cd.ctr("images", "pull", "--plain-http", ref))
 	}
 	memory(ours, cd, ref)
@@ -76,6 +78,46 @@ func main() {
 	if *restoreN > 0 {
 		restore(ours, ref)
 	}
+}
+
+// cleanups undo what the run made, last first: containers, daemons,
+// registry, directories. A failure (fatalf) runs them too.
+var (
+	cleanups   []func()
+	cleaningUp bool
+)
+
+func atCleanup(fn func()) { cleanups = append(cleanups, fn) }
+
+type cleanupFailed struct{}
+
+// cleanup runs the cleanups; one that fails does not stop the others.
+func cleanup() {
+	cleaningUp = true
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					if _, ok := r.(cleanupFailed); !ok {
+						panic(r)
+					}
+				}
+			}()
+			cleanups[i]()
+		}()
+	}
+	cleanups = nil
+}
+
+// fatalf reports a failure, cleans up and exits; within a cleanup it
+// ends only that cleanup.
+func fatalf(format string, args ...any) {
+	log.Printf(format, args...)
+	if cleaningUp {
+		panic(cleanupFailed{})
+	}
+	cleanup()
+	os.Exit(1)
 }
 
 // memory starts n sleeping containers in each runtime and prints the
@@ -193,7 +235,7 @@ func restore(ours *ours, ref string) {
 	d := time.Since(start)
 	c.Close()
 	if len(list) != *restoreN {
-		log.Fatalf("restored %d tasks, want %d", len(list), *restoreN)
+		fatalf("restored %d tasks, want %d", len(list), *restoreN)
 	}
 	fmt.Printf("restore: %d running containers (a shim each), daemon start to all listed: %.0f ms (%s)\n",
 		*restoreN, ms(d), ours.restoreLog())
@@ -225,7 +267,7 @@ func kib(k int) string { return fmt.Sprintf("%.1f MiB", float64(k)/1024) }
 
 func check(err error) {
 	if err != nil {
-		log.Fatal(err)
+		fatalf("%v", err)
 	}
 }
 
@@ -240,7 +282,9 @@ func startOurs(work string) *ours {
 	state, err := os.MkdirTemp("", "tb") // short: shim sockets live there
 	check(err)
 	o := &ours{root: filepath.Join(work, "ours"), state: state, address: filepath.Join(state, "mgmt.sock"), metrics: freeAddr()}
+	atCleanup(func() { os.RemoveAll(state) })
 	o.start()
+	atCleanup(o.stop)
 	return o
 }
 
@@ -257,7 +301,7 @@ func (o *ours) start() {
 			return
 		}
 		if time.Now().After(deadline) {
-			log.Fatalf("cri-runtime did not start:\n%s", o.log)
+			fatalf("cri-runtime did not start:\n%s", o.log)
 		}
 	}
 }
@@ -269,7 +313,7 @@ func (o *ours) cli(args ...string) string {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		log.Fatalf("cri-runtime %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+		fatalf("cri-runtime %s: %v: %s", strings.Join(args, " "), err, stderr.String())
 	}
 	return string(out)
 }
@@ -287,10 +331,8 @@ func (o *ours) removeAll() {
 }
 
 func (o *ours) stop() {
+	defer func() { o.daemon.Process.Signal(syscall.SIGTERM); o.daemon.Wait() }()
 	o.removeAll()
-	o.daemon.Process.Signal(syscall.SIGTERM)
-	o.daemon.Wait()
-	os.RemoveAll(o.state)
 }
 
 // shims sums the PSS and RSS of this daemon's shims, in KiB.
