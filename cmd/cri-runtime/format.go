@@ -173,6 +173,7 @@ var filterFields = map[string]string{
 	"images check":   "name, target.digest, target.mediatype, target.size, labels.KEY",
 	"leases ls":      "id, labels.KEY",
 	"snapshots ls":   "kind, name, parent, labels.KEY",
+	"containers ls":  "id, image, runtime.name, snapshotter, snapshotkey, sandboxid, labels.KEY",
 	"events":         "topic, namespace, event.FIELD (a field of the event's payload)",
 }
 

@@ -52,8 +52,15 @@ func main() {
 		cancel()
 	}
 	if err != nil {
+		code := 1
+		if st, ok := err.(*exitStatus); ok {
+			// A container's exit code, or exitRuntimeError.
+			if code, err = st.code, st.err; err == nil {
+				os.Exit(code)
+			}
+		}
 		fmt.Fprintf(os.Stderr, "cri-runtime: %v\n", g.explain(err))
-		os.Exit(1)
+		os.Exit(code)
 	}
 }
 
@@ -101,6 +108,9 @@ func newRoot() (*cobra.Command, *globals) {
 		newLeasesCommand(g),
 		newSnapshotsCommand(g),
 		newEventsCommand(g),
+		newRunCommand(g),
+		newContainersCommand(g),
+		newTasksCommand(g),
 	)
 	markStreaming(pull)
 	addFilterHelp(root)

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
-	containersapi "github.com/cri-runtime/cri-runtime/api/services/containers/v1"
 	contentapi "github.com/cri-runtime/cri-runtime/api/services/content/v1"
 	eventsapi "github.com/cri-runtime/cri-runtime/api/services/events/v1"
 	imagesapi "github.com/cri-runtime/cri-runtime/api/services/images/v1"
@@ -138,7 +137,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 	namespacesapi.RegisterNamespacesServer(s.grpc, &namespacesService{store: s.db.Namespaces()})
 	contentapi.RegisterContentServer(s.grpc, contentSvc)
 	imagesapi.RegisterImagesServer(s.grpc, &imagesService{store: s.db.Images(), svc: s.images, stopping: s.stopping})
-	containersapi.RegisterContainersServer(s.grpc, &containersService{store: s.db.Containers()})
+	registerContainersAndTasks(s.grpc, s)
 	leasesapi.RegisterLeasesServer(s.grpc, &leasesService{leases: s.db.Leases()})
 	eventsapi.RegisterEventsServer(s.grpc, &eventsService{exchange: s.exchange, stopping: s.stopping})
 	registerSnapshots(s.grpc, s.db, s.snapshotter)

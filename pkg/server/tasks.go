@@ -66,16 +66,24 @@ func (w statusWriter) update(ctx context.Context, id string, fn func(*meta.Statu
 // status writer) and marks exited what no shim holds any more.
 func (s *Server) newTaskManager(ctx context.Context) error {
 	w := statusWriter{db: s.db}
+	metrics, err := newTaskMetrics(s.registry)
+	if err != nil {
+		return err
+	}
 	m, err := task.NewManager(task.Config{
-		StateDir:   filepath.Join(s.cfg.State, "tasks"),
-		ShimBinary: s.cfg.ShimBinary,
-		OnEvent:    w.onEvent,
-		Publisher:  s.exchange,
+		StateDir:     filepath.Join(s.cfg.State, "tasks"),
+		ShimBinary:   s.cfg.ShimBinary,
+		OnEvent:      func(ctx context.Context, ev task.Event) { w.onEvent(ctx, ev); metrics.onEvent(ev) },
+		Publisher:    s.exchange,
+		ObserveStart: metrics.observeStart,
 	})
 	if err != nil {
 		return fmt.Errorf("task manager: %w", err)
 	}
 	s.tasks = m
+	if err := registerShims(s.registry, m); err != nil {
+		return err
+	}
 	start := time.Now()
 	live, err := m.Restore(ctx)
 	if err != nil {

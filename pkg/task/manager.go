@@ -43,6 +43,11 @@ type Config struct {
 	// Publisher, when not nil, also gets every event on the exchange
 	// under /tasks/... (for subscribers; it may drop).
 	Publisher events.Publisher
+	// ObserveStart, when not nil, is told how long each successful Start
+	// of a container's init process took (the runtime's start, through
+	// the shim): the daemon's task start latency metric. This package
+	// links no metrics library.
+	ObserveStart func(time.Duration)
 }
 
 // Event is an event of a shim, with where it came from.
@@ -181,6 +186,24 @@ func (m *Manager) forget(sh *shim) {
 	sh.mu.Lock()
 	sh.removed = true
 	sh.mu.Unlock()
+}
+
+// LiveShims is the number of shims the Manager is connected to: the
+// daemon's live shims metric.
+func (m *Manager) LiveShims() int {
+	m.mu.Lock()
+	shims := make([]*shim, 0, len(m.shims))
+	for _, sh := range m.shims {
+		shims = append(shims, sh)
+	}
+	m.mu.Unlock()
+	n := 0
+	for _, sh := range shims {
+		if sh.connected() {
+			n++
+		}
+	}
+	return n
 }
 
 // shimFor returns the daemon's handle on the shim of a group.

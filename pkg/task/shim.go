@@ -99,6 +99,21 @@ func (sh *shim) connFor(ctx context.Context, id string) (*shimapi.Client, error)
 	}
 }
 
+// connected reports whether the daemon holds a live connection to the shim.
+func (sh *shim) connected() bool {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.client == nil {
+		return false
+	}
+	select {
+	case <-sh.client.Done():
+		return false
+	default:
+		return true
+	}
+}
+
 // ensure returns a connection to the shim, connecting to a live one or
 // starting one. Called with life held.
 func (sh *shim) ensure(ctx context.Context) (*shimapi.Client, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"syscall"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -64,7 +65,12 @@ func (t *Task) Start(ctx context.Context) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	return c.Start(ctx, &shimapi.ProcessRequest{ID: t.id})
+	start := time.Now()
+	pid, err := c.Start(ctx, &shimapi.ProcessRequest{ID: t.id})
+	if err == nil && t.sh.m.cfg.ObserveStart != nil {
+		t.sh.m.cfg.ObserveStart(time.Since(start))
+	}
+	return pid, err
 }
 
 // State returns the state of the init process.

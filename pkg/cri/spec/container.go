@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -47,12 +48,21 @@ func Container(image *ocispec.ImageConfig, cfg *runtime.ContainerConfig, sandbox
 		return nil, err
 	}
 	linux.RootfsPropagation = propagation
+	hostname := ""
+	if opts.Standalone && sc.GetNamespaceOptions().GetNetwork() != runtime.NamespaceMode_NODE {
+		// Its own UTS namespace: nobody else names it.
+		hostname = sandbox.GetHostname()
+		if strings.ContainsAny(hostname, "/\x00\n") {
+			return nil, fmt.Errorf("hostname %q: not a host name: %w", hostname, errdefs.ErrInvalidArgument)
+		}
+	}
 	return &specs.Spec{
-		Version: SpecVersion,
-		Root:    &specs.Root{Path: rootfsPath(opts.RootfsPath), Readonly: sc.GetReadonlyRootfs()},
-		Process: process,
-		Mounts:  mounts,
-		Linux:   linux,
+		Version:  SpecVersion,
+		Root:     &specs.Root{Path: rootfsPath(opts.RootfsPath), Readonly: sc.GetReadonlyRootfs()},
+		Process:  process,
+		Hostname: hostname,
+		Mounts:   mounts,
+		Linux:    linux,
 		Annotations: map[string]string{
 			AnnotationContainerType: "container",
 			AnnotationSandboxID:     opts.SandboxID,

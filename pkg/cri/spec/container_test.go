@@ -152,6 +152,29 @@ func TestContainer(t *testing.T) {
 		{name: "target without a pid", mod: func(_ *ocispec.ImageConfig, c *runtime.ContainerConfig, _ *runtime.PodSandboxConfig, _ *ContainerOptions) {
 			sc(c).NamespaceOptions = &runtime.NamespaceOption{Pid: runtime.NamespaceMode_TARGET, TargetId: "other"}
 		}, err: errdefs.ErrInvalidArgument},
+		{name: "standalone: namespaces of its own, its hostname", mod: func(_ *ocispec.ImageConfig, c *runtime.ContainerConfig, _ *runtime.PodSandboxConfig, o *ContainerOptions) {
+			sc(c).NamespaceOptions = &runtime.NamespaceOption{Pid: runtime.NamespaceMode_POD}
+			o.Standalone, o.SandboxPID, o.NetNSPath = true, 0, ""
+		}, check: func(t *testing.T, s *specs.Spec) {
+			if want := "mount network uts ipc pid"; nsString(s.Linux.Namespaces) != want || s.Hostname != "pod-host" {
+				t.Fatalf("namespaces %q hostname %q", nsString(s.Linux.Namespaces), s.Hostname)
+			}
+		}},
+		{name: "standalone on the host network: the host's name", mod: func(_ *ocispec.ImageConfig, c *runtime.ContainerConfig, _ *runtime.PodSandboxConfig, o *ContainerOptions) {
+			sc(c).NamespaceOptions = &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE, Pid: runtime.NamespaceMode_CONTAINER}
+			o.Standalone, o.SandboxPID = true, 0
+		}, check: func(t *testing.T, s *specs.Spec) {
+			if want := "mount ipc pid"; nsString(s.Linux.Namespaces) != want || s.Hostname != "" {
+				t.Fatalf("namespaces %q hostname %q", nsString(s.Linux.Namespaces), s.Hostname)
+			}
+		}},
+		{name: "standalone has no target", mod: func(_ *ocispec.ImageConfig, c *runtime.ContainerConfig, _ *runtime.PodSandboxConfig, o *ContainerOptions) {
+			sc(c).NamespaceOptions = &runtime.NamespaceOption{Pid: runtime.NamespaceMode_TARGET, TargetId: "x"}
+			o.Standalone, o.TargetPID = true, 7
+		}, err: errdefs.ErrInvalidArgument},
+		{name: "standalone with a bad hostname", mod: func(_ *ocispec.ImageConfig, _ *runtime.ContainerConfig, s *runtime.PodSandboxConfig, o *ContainerOptions) {
+			s.Hostname, o.Standalone = "a/b", true
+		}, err: errdefs.ErrInvalidArgument},
 		{name: "no pause to join", mod: func(_ *ocispec.ImageConfig, _ *runtime.ContainerConfig, _ *runtime.PodSandboxConfig, o *ContainerOptions) {
 			o.SandboxPID = 0
 		}, err: errdefs.ErrFailedPrecondition},

@@ -31,6 +31,9 @@ func containerNamespaces(cfg *runtime.ContainerConfig, opts ContainerOptions, pr
 	if err := checkUserns(field, ns); err != nil {
 		return nil, err
 	}
+	if opts.Standalone {
+		return standaloneNamespaces(ns, opts.Host.CgroupV2 && !privileged)
+	}
 	out := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
 	needPause := false
 	if ns.GetNetwork() != runtime.NamespaceMode_NODE {
@@ -65,6 +68,30 @@ func containerNamespaces(cfg *runtime.ContainerConfig, opts ContainerOptions, pr
 		return nil, fmt.Errorf("sandbox %q: no pause process to join: %w", opts.SandboxID, errdefs.ErrFailedPrecondition)
 	}
 	if opts.Host.CgroupV2 && !privileged {
+		out = append(out, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
+	return out, nil
+}
+
+// standaloneNamespaces are the namespaces of a container without a pod:
+// new ones where a pod's would be joined (TARGET has no pod to look in).
+func standaloneNamespaces(ns *runtime.NamespaceOption, cgroupNS bool) ([]specs.LinuxNamespace, error) {
+	const field = "linux.security_context.namespace_options"
+	out := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if ns.GetNetwork() != runtime.NamespaceMode_NODE {
+		out = append(out, specs.LinuxNamespace{Type: specs.NetworkNamespace}, specs.LinuxNamespace{Type: specs.UTSNamespace})
+	}
+	if ns.GetIpc() != runtime.NamespaceMode_NODE {
+		out = append(out, specs.LinuxNamespace{Type: specs.IPCNamespace})
+	}
+	switch m := ns.GetPid(); m {
+	case runtime.NamespaceMode_POD, runtime.NamespaceMode_CONTAINER:
+		out = append(out, specs.LinuxNamespace{Type: specs.PIDNamespace})
+	case runtime.NamespaceMode_NODE:
+	default:
+		return nil, fmt.Errorf("%s.pid %s: a container without a pod has no target: %w", field, m, errdefs.ErrInvalidArgument)
+	}
+	if cgroupNS {
 		out = append(out, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
 	return out, nil

@@ -121,6 +121,12 @@ type ContainerOptions struct {
 	// UTS namespaces, its network namespace when NetNSPath is "", and its
 	// PID namespace when the pod shares one.
 	SandboxPID uint32
+	// Standalone is a container with no pod around it (the management
+	// CLI's `run`): what a pod would share, the network (with the UTS),
+	// IPC and POD-mode PID namespaces, are new namespaces of its own, and
+	// its hostname is the pod config's. SandboxPID and NetNSPath are
+	// unused; NODE modes still mean the host's.
+	Standalone bool
 	// NetNSPath is the pod's network namespace (a bind-mounted file); ""
 	// joins /proc/<SandboxPID>/ns/net.
 	NetNSPath string

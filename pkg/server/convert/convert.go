@@ -161,6 +161,40 @@ func ContainerToProto(c meta.Container) *containersapi.Container {
 		Extensions:  c.Extensions,
 		CreatedAt:   Timestamp(c.CreatedAt),
 		UpdatedAt:   Timestamp(c.UpdatedAt),
+		Status:      ContainerStatusToProto(c.Status),
+	}
+}
+
+// ContainerStatusToProto converts the last known status of a task.
+func ContainerStatusToProto(st meta.Status) *containersapi.Status {
+	return &containersapi.Status{
+		State:      st.State.String(),
+		Pid:        st.Pid,
+		ExitCode:   st.ExitCode,
+		StartedAt:  Timestamp(st.StartedAt),
+		FinishedAt: Timestamp(st.FinishedAt),
+		Reason:     st.Reason,
+		Message:    st.Message,
+	}
+}
+
+// ContainerStatusFromProto converts the last known status of a task; a
+// state it does not know is StateUnknown.
+func ContainerStatusFromProto(st *containersapi.Status) meta.Status {
+	state := meta.StateUnknown
+	for s := meta.StateUnknown; s <= meta.StateExited; s++ {
+		if s.String() == st.GetState() {
+			state = s
+		}
+	}
+	return meta.Status{
+		State:      state,
+		Pid:        st.GetPid(),
+		ExitCode:   st.GetExitCode(),
+		StartedAt:  Time(st.GetStartedAt()),
+		FinishedAt: Time(st.GetFinishedAt()),
+		Reason:     st.GetReason(),
+		Message:    st.GetMessage(),
 	}
 }
 
@@ -176,6 +210,7 @@ func ContainerFromProto(c *containersapi.Container) meta.Container {
 		SnapshotKey: c.GetSnapshotKey(),
 		SandboxID:   c.GetSandboxId(),
 		Extensions:  c.GetExtensions(),
+		Status:      ContainerStatusFromProto(c.GetStatus()),
 		CreatedAt:   Time(c.GetCreatedAt()),
 		UpdatedAt:   Time(c.GetUpdatedAt()),
 	}

@@ -95,8 +95,10 @@ func TestRoundTrips(t *testing.T) {
 		roundTrips(t, ContainerToProto, ContainerFromProto, map[string]meta.Container{
 			"full": {ID: "c1", Labels: lbl, Image: "img", Runtime: meta.Runtime{Name: "runc", Options: []byte("opts")},
 				Spec: []byte(`{"ociVersion":"1.2.0"}`), Snapshotter: "overlayfs", SnapshotKey: "k", SandboxID: "sb",
-				Extensions: map[string][]byte{"x": []byte("y")}, CreatedAt: t1, UpdatedAt: t2},
+				Extensions: map[string][]byte{"x": []byte("y")}, CreatedAt: t1, UpdatedAt: t2,
+				Status: meta.Status{State: meta.StateExited, Pid: 7, ExitCode: 137, StartedAt: t1, FinishedAt: t2, Reason: "OOMKilled", Message: "m"}},
 			"no runtime options": {ID: "c2", Runtime: meta.Runtime{Name: "runc"}},
+			"paused":             {ID: "c3", Runtime: meta.Runtime{Name: "crun"}, Status: meta.Status{State: meta.StatePaused, Pid: 9}},
 		})
 	})
 	t.Run("lease", func(t *testing.T) {

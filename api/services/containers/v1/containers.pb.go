@@ -27,6 +27,101 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Status is the last known status of a container's task.
+type Status struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// state: unknown (no task yet), created, running, paused, exited.
+	State      string                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	Pid        uint32                 `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	ExitCode   int32                  `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// reason: Completed, Error, OOMKilled, ShimGone; message says more.
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message       string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Status) Reset() {
+	*x = Status{}
+	mi := &file_services_containers_v1_containers_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Status) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Status) ProtoMessage() {}
+
+func (x *Status) ProtoReflect() protoreflect.Message {
+	mi := &file_services_containers_v1_containers_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Status.ProtoReflect.Descriptor instead.
+func (*Status) Descriptor() ([]byte, []int) {
+	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Status) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Status) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *Status) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *Status) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Status) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *Status) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Status) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type Runtime struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -38,7 +133,7 @@ type Runtime struct {
 
 func (x *Runtime) Reset() {
 	*x = Runtime{}
-	mi := &file_services_containers_v1_containers_proto_msgTypes[0]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +145,7 @@ func (x *Runtime) String() string {
 func (*Runtime) ProtoMessage() {}
 
 func (x *Runtime) ProtoReflect() protoreflect.Message {
-	mi := &file_services_containers_v1_containers_proto_msgTypes[0]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +158,7 @@ func (x *Runtime) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Runtime.ProtoReflect.Descriptor instead.
 func (*Runtime) Descriptor() ([]byte, []int) {
-	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{0}
+	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Runtime) GetName() string {
@@ -87,20 +182,23 @@ type Container struct {
 	Image   string                 `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
 	Runtime *Runtime               `protobuf:"bytes,4,opt,name=runtime,proto3" json:"runtime,omitempty"`
 	// spec is the runtime-spec JSON.
-	Spec          []byte                 `protobuf:"bytes,5,opt,name=spec,proto3" json:"spec,omitempty"`
-	Snapshotter   string                 `protobuf:"bytes,6,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`
-	SnapshotKey   string                 `protobuf:"bytes,7,opt,name=snapshot_key,json=snapshotKey,proto3" json:"snapshot_key,omitempty"`
-	SandboxId     string                 `protobuf:"bytes,8,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
-	Extensions    map[string][]byte      `protobuf:"bytes,9,rep,name=extensions,proto3" json:"extensions,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Spec        []byte                 `protobuf:"bytes,5,opt,name=spec,proto3" json:"spec,omitempty"`
+	Snapshotter string                 `protobuf:"bytes,6,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`
+	SnapshotKey string                 `protobuf:"bytes,7,opt,name=snapshot_key,json=snapshotKey,proto3" json:"snapshot_key,omitempty"`
+	SandboxId   string                 `protobuf:"bytes,8,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Extensions  map[string][]byte      `protobuf:"bytes,9,rep,name=extensions,proto3" json:"extensions,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// status is written by the daemon from the task's events; ignored in
+	// Create and Update.
+	Status        *Status `protobuf:"bytes,12,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_services_containers_v1_containers_proto_msgTypes[1]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -112,7 +210,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_services_containers_v1_containers_proto_msgTypes[1]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -125,7 +223,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{1}
+	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Container) GetId() string {
@@ -205,6 +303,13 @@ func (x *Container) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Container) GetStatus() *Status {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 type GetContainerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -214,7 +319,7 @@ type GetContainerRequest struct {
 
 func (x *GetContainerRequest) Reset() {
 	*x = GetContainerRequest{}
-	mi := &file_services_containers_v1_containers_proto_msgTypes[2]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -226,7 +331,7 @@ func (x *GetContainerRequest) String() string {
 func (*GetContainerRequest) ProtoMessage() {}
 
 func (x *GetContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_services_containers_v1_containers_proto_msgTypes[2]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -239,7 +344,7 @@ func (x *GetContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContainerRequest.ProtoReflect.Descriptor instead.
 func (*GetContainerRequest) Descriptor() ([]byte, []int) {
-	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{2}
+	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetContainerRequest) GetId() string {
@@ -258,7 +363,7 @@ type GetContainerResponse struct {
 
 func (x *GetContainerResponse) Reset() {
 	*x = GetContainerResponse{}
-	mi := &file_services_containers_v1_containers_proto_msgTypes[3]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +375,7 @@ func (x *GetContainerResponse) String() string {
 func (*GetContainerResponse) ProtoMessage() {}
 
 func (x *GetContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_services_containers_v1_containers_proto_msgTypes[3]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +388,7 @@ func (x *GetContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContainerResponse.ProtoReflect.Descriptor instead.
 func (*GetContainerResponse) Descriptor() ([]byte, []int) {
-	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{3}
+	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetContainerResponse) GetContainer() *Container {
@@ -304,7 +409,7 @@ type ListContainersRequest struct {
 
 func (x *ListContainersRequest) Reset() {
 	*x = ListContainersRequest{}
-	mi := &file_services_containers_v1_containers_proto_msgTypes[4]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +421,7 @@ func (x *ListContainersRequest) String() string {
 func (*ListContainersRequest) ProtoMessage() {}
 
 func (x *ListContainersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_services_containers_v1_containers_proto_msgTypes[4]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +434,7 @@ func (x *ListContainersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainersRequest.ProtoReflect.Descriptor instead.
 func (*ListContainersRequest) Descriptor() ([]byte, []int) {
-	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{4}
+	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListContainersRequest) GetFilters() []string {
@@ -348,7 +453,7 @@ type ListContainersResponse struct {
 
 func (x *ListContainersResponse) Reset() {
 	*x = ListContainersResponse{}
-	mi := &file_services_containers_v1_containers_proto_msgTypes[5]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -360,7 +465,7 @@ func (x *ListContainersResponse) String() string {
 func (*ListContainersResponse) ProtoMessage() {}
 
 func (x *ListContainersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_services_containers_v1_containers_proto_msgTypes[5]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -373,7 +478,7 @@ func (x *ListContainersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainersResponse.ProtoReflect.Descriptor instead.
 func (*ListContainersResponse) Descriptor() ([]byte, []int) {
-	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{5}
+	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListContainersResponse) GetContainers() []*Container {
@@ -392,7 +497,7 @@ type CreateContainerRequest struct {
 
 func (x *CreateContainerRequest) Reset() {
 	*x = CreateContainerRequest{}
-	mi := &file_services_containers_v1_containers_proto_msgTypes[6]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +509,7 @@ func (x *CreateContainerRequest) String() string {
 func (*CreateContainerRequest) ProtoMessage() {}
 
 func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_services_containers_v1_containers_proto_msgTypes[6]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +522,7 @@ func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerRequest.ProtoReflect.Descriptor instead.
 func (*CreateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{6}
+	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateContainerRequest) GetContainer() *Container {
@@ -436,7 +541,7 @@ type CreateContainerResponse struct {
 
 func (x *CreateContainerResponse) Reset() {
 	*x = CreateContainerResponse{}
-	mi := &file_services_containers_v1_containers_proto_msgTypes[7]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +553,7 @@ func (x *CreateContainerResponse) String() string {
 func (*CreateContainerResponse) ProtoMessage() {}
 
 func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_services_containers_v1_containers_proto_msgTypes[7]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +566,7 @@ func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerResponse.ProtoReflect.Descriptor instead.
 func (*CreateContainerResponse) Descriptor() ([]byte, []int) {
-	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{7}
+	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateContainerResponse) GetContainer() *Container {
@@ -481,7 +586,7 @@ type UpdateContainerRequest struct {
 
 func (x *UpdateContainerRequest) Reset() {
 	*x = UpdateContainerRequest{}
-	mi := &file_services_containers_v1_containers_proto_msgTypes[8]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +598,7 @@ func (x *UpdateContainerRequest) String() string {
 func (*UpdateContainerRequest) ProtoMessage() {}
 
 func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_services_containers_v1_containers_proto_msgTypes[8]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +611,7 @@ func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateContainerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{8}
+	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpdateContainerRequest) GetContainer() *Container {
@@ -532,7 +637,7 @@ type UpdateContainerResponse struct {
 
 func (x *UpdateContainerResponse) Reset() {
 	*x = UpdateContainerResponse{}
-	mi := &file_services_containers_v1_containers_proto_msgTypes[9]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +649,7 @@ func (x *UpdateContainerResponse) String() string {
 func (*UpdateContainerResponse) ProtoMessage() {}
 
 func (x *UpdateContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_services_containers_v1_containers_proto_msgTypes[9]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +662,7 @@ func (x *UpdateContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateContainerResponse.ProtoReflect.Descriptor instead.
 func (*UpdateContainerResponse) Descriptor() ([]byte, []int) {
-	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{9}
+	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateContainerResponse) GetContainer() *Container {
@@ -568,15 +673,18 @@ func (x *UpdateContainerResponse) GetContainer() *Container {
 }
 
 type DeleteContainerRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// keep_snapshot leaves the record's snapshot (to the collector, unless
+	// something else holds it).
+	KeepSnapshot  bool `protobuf:"varint,2,opt,name=keep_snapshot,json=keepSnapshot,proto3" json:"keep_snapshot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteContainerRequest) Reset() {
 	*x = DeleteContainerRequest{}
-	mi := &file_services_containers_v1_containers_proto_msgTypes[10]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +696,7 @@ func (x *DeleteContainerRequest) String() string {
 func (*DeleteContainerRequest) ProtoMessage() {}
 
 func (x *DeleteContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_services_containers_v1_containers_proto_msgTypes[10]
+	mi := &file_services_containers_v1_containers_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +709,7 @@ func (x *DeleteContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteContainerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteContainerRequest) Descriptor() ([]byte, []int) {
-	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{10}
+	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteContainerRequest) GetId() string {
@@ -611,14 +719,255 @@ func (x *DeleteContainerRequest) GetId() string {
 	return ""
 }
 
+func (x *DeleteContainerRequest) GetKeepSnapshot() bool {
+	if x != nil {
+		return x.KeepSnapshot
+	}
+	return false
+}
+
+// Mount is a bind mount of a host path into a container.
+type Mount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// type is "bind".
+	Type        string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Source      string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Destination string `protobuf:"bytes,3,opt,name=destination,proto3" json:"destination,omitempty"`
+	// options: ro or rw, and a propagation (rprivate, rslave, rshared).
+	Options       []string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Mount) Reset() {
+	*x = Mount{}
+	mi := &file_services_containers_v1_containers_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mount) ProtoMessage() {}
+
+func (x *Mount) ProtoReflect() protoreflect.Message {
+	mi := &file_services_containers_v1_containers_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mount.ProtoReflect.Descriptor instead.
+func (*Mount) Descriptor() ([]byte, []int) {
+	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Mount) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Mount) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Mount) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *Mount) GetOptions() []string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+type CreateFromImageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// image names an image record.
+	Image string `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
+	// runtime is the OCI runtime binary: a name in PATH (runc, crun) or a
+	// path. Default: runc.
+	Runtime string `protobuf:"bytes,3,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	// args replace the image's Cmd; its Entrypoint stays (as docker run).
+	Args []string `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
+	// env is KEY=VALUE, over the image's.
+	Env    []string `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty"`
+	Mounts []*Mount `protobuf:"bytes,6,rep,name=mounts,proto3" json:"mounts,omitempty"`
+	// host_network runs in the host's network and UTS namespaces; else the
+	// container has a network namespace of its own, with loopback only.
+	HostNetwork bool `protobuf:"varint,7,opt,name=host_network,json=hostNetwork,proto3" json:"host_network,omitempty"`
+	Terminal    bool `protobuf:"varint,8,opt,name=terminal,proto3" json:"terminal,omitempty"`
+	// memory_limit in bytes; 0 is none.
+	MemoryLimit int64             `protobuf:"varint,9,opt,name=memory_limit,json=memoryLimit,proto3" json:"memory_limit,omitempty"`
+	Labels      map[string]string `protobuf:"bytes,10,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// group is the group whose shim holds its task (label
+	// cri-runtime.io/group); default: the ID.
+	Group string `protobuf:"bytes,11,opt,name=group,proto3" json:"group,omitempty"`
+	// snapshotter; default: the daemon's.
+	Snapshotter string `protobuf:"bytes,12,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`
+	// no_seccomp runs without a seccomp filter; the default is the runtime
+	// default profile (as docker run has it; ctr run has none).
+	NoSeccomp     bool `protobuf:"varint,13,opt,name=no_seccomp,json=noSeccomp,proto3" json:"no_seccomp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateFromImageRequest) Reset() {
+	*x = CreateFromImageRequest{}
+	mi := &file_services_containers_v1_containers_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateFromImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateFromImageRequest) ProtoMessage() {}
+
+func (x *CreateFromImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_services_containers_v1_containers_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateFromImageRequest.ProtoReflect.Descriptor instead.
+func (*CreateFromImageRequest) Descriptor() ([]byte, []int) {
+	return file_services_containers_v1_containers_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CreateFromImageRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CreateFromImageRequest) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *CreateFromImageRequest) GetRuntime() string {
+	if x != nil {
+		return x.Runtime
+	}
+	return ""
+}
+
+func (x *CreateFromImageRequest) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *CreateFromImageRequest) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *CreateFromImageRequest) GetMounts() []*Mount {
+	if x != nil {
+		return x.Mounts
+	}
+	return nil
+}
+
+func (x *CreateFromImageRequest) GetHostNetwork() bool {
+	if x != nil {
+		return x.HostNetwork
+	}
+	return false
+}
+
+func (x *CreateFromImageRequest) GetTerminal() bool {
+	if x != nil {
+		return x.Terminal
+	}
+	return false
+}
+
+func (x *CreateFromImageRequest) GetMemoryLimit() int64 {
+	if x != nil {
+		return x.MemoryLimit
+	}
+	return 0
+}
+
+func (x *CreateFromImageRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *CreateFromImageRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *CreateFromImageRequest) GetSnapshotter() string {
+	if x != nil {
+		return x.Snapshotter
+	}
+	return ""
+}
+
+func (x *CreateFromImageRequest) GetNoSeccomp() bool {
+	if x != nil {
+		return x.NoSeccomp
+	}
+	return false
+}
+
 var File_services_containers_v1_containers_proto protoreflect.FileDescriptor
 
 const file_services_containers_v1_containers_proto_rawDesc = "" +
 	"\n" +
-	"'services/containers/v1/containers.proto\x12\"cri_runtime.services.containers.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n" +
+	"'services/containers/v1/containers.proto\x12\"cri_runtime.services.containers.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x01\n" +
+	"\x06Status\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\rR\x03pid\x12\x1b\n" +
+	"\texit_code\x18\x03 \x01(\x05R\bexitCode\x129\n" +
+	"\n" +
+	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vfinished_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\"7\n" +
 	"\aRuntime\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\aoptions\x18\x02 \x01(\fR\aoptions\"\x92\x05\n" +
+	"\aoptions\x18\x02 \x01(\fR\aoptions\"\xd6\x05\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12Q\n" +
 	"\x06labels\x18\x02 \x03(\v29.cri_runtime.services.containers.v1.Container.LabelsEntryR\x06labels\x12\x14\n" +
@@ -636,7 +985,8 @@ const file_services_containers_v1_containers_proto_rawDesc = "" +
 	"created_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x1a9\n" +
+	"updated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12B\n" +
+	"\x06status\x18\f \x01(\v2*.cri_runtime.services.containers.v1.StatusR\x06status\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a=\n" +
@@ -662,16 +1012,42 @@ const file_services_containers_v1_containers_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\"f\n" +
 	"\x17UpdateContainerResponse\x12K\n" +
-	"\tcontainer\x18\x01 \x01(\v2-.cri_runtime.services.containers.v1.ContainerR\tcontainer\"(\n" +
+	"\tcontainer\x18\x01 \x01(\v2-.cri_runtime.services.containers.v1.ContainerR\tcontainer\"M\n" +
 	"\x16DeleteContainerRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id2\xeb\x04\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
+	"\rkeep_snapshot\x18\x02 \x01(\bR\fkeepSnapshot\"o\n" +
+	"\x05Mount\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12 \n" +
+	"\vdestination\x18\x03 \x01(\tR\vdestination\x12\x18\n" +
+	"\aoptions\x18\x04 \x03(\tR\aoptions\"\x95\x04\n" +
+	"\x16CreateFromImageRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05image\x18\x02 \x01(\tR\x05image\x12\x18\n" +
+	"\aruntime\x18\x03 \x01(\tR\aruntime\x12\x12\n" +
+	"\x04args\x18\x04 \x03(\tR\x04args\x12\x10\n" +
+	"\x03env\x18\x05 \x03(\tR\x03env\x12A\n" +
+	"\x06mounts\x18\x06 \x03(\v2).cri_runtime.services.containers.v1.MountR\x06mounts\x12!\n" +
+	"\fhost_network\x18\a \x01(\bR\vhostNetwork\x12\x1a\n" +
+	"\bterminal\x18\b \x01(\bR\bterminal\x12!\n" +
+	"\fmemory_limit\x18\t \x01(\x03R\vmemoryLimit\x12^\n" +
+	"\x06labels\x18\n" +
+	" \x03(\v2F.cri_runtime.services.containers.v1.CreateFromImageRequest.LabelsEntryR\x06labels\x12\x14\n" +
+	"\x05group\x18\v \x01(\tR\x05group\x12 \n" +
+	"\vsnapshotter\x18\f \x01(\tR\vsnapshotter\x12\x1d\n" +
+	"\n" +
+	"no_seccomp\x18\r \x01(\bR\tnoSeccomp\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xf8\x05\n" +
 	"\n" +
 	"Containers\x12x\n" +
 	"\x03Get\x127.cri_runtime.services.containers.v1.GetContainerRequest\x1a8.cri_runtime.services.containers.v1.GetContainerResponse\x12}\n" +
 	"\x04List\x129.cri_runtime.services.containers.v1.ListContainersRequest\x1a:.cri_runtime.services.containers.v1.ListContainersResponse\x12\x81\x01\n" +
 	"\x06Create\x12:.cri_runtime.services.containers.v1.CreateContainerRequest\x1a;.cri_runtime.services.containers.v1.CreateContainerResponse\x12\x81\x01\n" +
 	"\x06Update\x12:.cri_runtime.services.containers.v1.UpdateContainerRequest\x1a;.cri_runtime.services.containers.v1.UpdateContainerResponse\x12\\\n" +
-	"\x06Delete\x12:.cri_runtime.services.containers.v1.DeleteContainerRequest\x1a\x16.google.protobuf.EmptyBJZHgithub.com/cri-runtime/cri-runtime/api/services/containers/v1;containersb\x06proto3"
+	"\x06Delete\x12:.cri_runtime.services.containers.v1.DeleteContainerRequest\x1a\x16.google.protobuf.Empty\x12\x8a\x01\n" +
+	"\x0fCreateFromImage\x12:.cri_runtime.services.containers.v1.CreateFromImageRequest\x1a;.cri_runtime.services.containers.v1.CreateContainerResponseBJZHgithub.com/cri-runtime/cri-runtime/api/services/containers/v1;containersb\x06proto3"
 
 var (
 	file_services_containers_v1_containers_proto_rawDescOnce sync.Once
@@ -685,53 +1061,64 @@ func file_services_containers_v1_containers_proto_rawDescGZIP() []byte {
 	return file_services_containers_v1_containers_proto_rawDescData
 }
 
-var file_services_containers_v1_containers_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_services_containers_v1_containers_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_services_containers_v1_containers_proto_goTypes = []any{
-	(*Runtime)(nil),                 // 0: cri_runtime.services.containers.v1.Runtime
-	(*Container)(nil),               // 1: cri_runtime.services.containers.v1.Container
-	(*GetContainerRequest)(nil),     // 2: cri_runtime.services.containers.v1.GetContainerRequest
-	(*GetContainerResponse)(nil),    // 3: cri_runtime.services.containers.v1.GetContainerResponse
-	(*ListContainersRequest)(nil),   // 4: cri_runtime.services.containers.v1.ListContainersRequest
-	(*ListContainersResponse)(nil),  // 5: cri_runtime.services.containers.v1.ListContainersResponse
-	(*CreateContainerRequest)(nil),  // 6: cri_runtime.services.containers.v1.CreateContainerRequest
-	(*CreateContainerResponse)(nil), // 7: cri_runtime.services.containers.v1.CreateContainerResponse
-	(*UpdateContainerRequest)(nil),  // 8: cri_runtime.services.containers.v1.UpdateContainerRequest
-	(*UpdateContainerResponse)(nil), // 9: cri_runtime.services.containers.v1.UpdateContainerResponse
-	(*DeleteContainerRequest)(nil),  // 10: cri_runtime.services.containers.v1.DeleteContainerRequest
-	nil,                             // 11: cri_runtime.services.containers.v1.Container.LabelsEntry
-	nil,                             // 12: cri_runtime.services.containers.v1.Container.ExtensionsEntry
-	(*timestamppb.Timestamp)(nil),   // 13: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),   // 14: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),           // 15: google.protobuf.Empty
+	(*Status)(nil),                  // 0: cri_runtime.services.containers.v1.Status
+	(*Runtime)(nil),                 // 1: cri_runtime.services.containers.v1.Runtime
+	(*Container)(nil),               // 2: cri_runtime.services.containers.v1.Container
+	(*GetContainerRequest)(nil),     // 3: cri_runtime.services.containers.v1.GetContainerRequest
+	(*GetContainerResponse)(nil),    // 4: cri_runtime.services.containers.v1.GetContainerResponse
+	(*ListContainersRequest)(nil),   // 5: cri_runtime.services.containers.v1.ListContainersRequest
+	(*ListContainersResponse)(nil),  // 6: cri_runtime.services.containers.v1.ListContainersResponse
+	(*CreateContainerRequest)(nil),  // 7: cri_runtime.services.containers.v1.CreateContainerRequest
+	(*CreateContainerResponse)(nil), // 8: cri_runtime.services.containers.v1.CreateContainerResponse
+	(*UpdateContainerRequest)(nil),  // 9: cri_runtime.services.containers.v1.UpdateContainerRequest
+	(*UpdateContainerResponse)(nil), // 10: cri_runtime.services.containers.v1.UpdateContainerResponse
+	(*DeleteContainerRequest)(nil),  // 11: cri_runtime.services.containers.v1.DeleteContainerRequest
+	(*Mount)(nil),                   // 12: cri_runtime.services.containers.v1.Mount
+	(*CreateFromImageRequest)(nil),  // 13: cri_runtime.services.containers.v1.CreateFromImageRequest
+	nil,                             // 14: cri_runtime.services.containers.v1.Container.LabelsEntry
+	nil,                             // 15: cri_runtime.services.containers.v1.Container.ExtensionsEntry
+	nil,                             // 16: cri_runtime.services.containers.v1.CreateFromImageRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),   // 18: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),           // 19: google.protobuf.Empty
 }
 var file_services_containers_v1_containers_proto_depIdxs = []int32{
-	11, // 0: cri_runtime.services.containers.v1.Container.labels:type_name -> cri_runtime.services.containers.v1.Container.LabelsEntry
-	0,  // 1: cri_runtime.services.containers.v1.Container.runtime:type_name -> cri_runtime.services.containers.v1.Runtime
-	12, // 2: cri_runtime.services.containers.v1.Container.extensions:type_name -> cri_runtime.services.containers.v1.Container.ExtensionsEntry
-	13, // 3: cri_runtime.services.containers.v1.Container.created_at:type_name -> google.protobuf.Timestamp
-	13, // 4: cri_runtime.services.containers.v1.Container.updated_at:type_name -> google.protobuf.Timestamp
-	1,  // 5: cri_runtime.services.containers.v1.GetContainerResponse.container:type_name -> cri_runtime.services.containers.v1.Container
-	1,  // 6: cri_runtime.services.containers.v1.ListContainersResponse.containers:type_name -> cri_runtime.services.containers.v1.Container
-	1,  // 7: cri_runtime.services.containers.v1.CreateContainerRequest.container:type_name -> cri_runtime.services.containers.v1.Container
-	1,  // 8: cri_runtime.services.containers.v1.CreateContainerResponse.container:type_name -> cri_runtime.services.containers.v1.Container
-	1,  // 9: cri_runtime.services.containers.v1.UpdateContainerRequest.container:type_name -> cri_runtime.services.containers.v1.Container
-	14, // 10: cri_runtime.services.containers.v1.UpdateContainerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 11: cri_runtime.services.containers.v1.UpdateContainerResponse.container:type_name -> cri_runtime.services.containers.v1.Container
-	2,  // 12: cri_runtime.services.containers.v1.Containers.Get:input_type -> cri_runtime.services.containers.v1.GetContainerRequest
-	4,  // 13: cri_runtime.services.containers.v1.Containers.List:input_type -> cri_runtime.services.containers.v1.ListContainersRequest
-	6,  // 14: cri_runtime.services.containers.v1.Containers.Create:input_type -> cri_runtime.services.containers.v1.CreateContainerRequest
-	8,  // 15: cri_runtime.services.containers.v1.Containers.Update:input_type -> cri_runtime.services.containers.v1.UpdateContainerRequest
-	10, // 16: cri_runtime.services.containers.v1.Containers.Delete:input_type -> cri_runtime.services.containers.v1.DeleteContainerRequest
-	3,  // 17: cri_runtime.services.containers.v1.Containers.Get:output_type -> cri_runtime.services.containers.v1.GetContainerResponse
-	5,  // 18: cri_runtime.services.containers.v1.Containers.List:output_type -> cri_runtime.services.containers.v1.ListContainersResponse
-	7,  // 19: cri_runtime.services.containers.v1.Containers.Create:output_type -> cri_runtime.services.containers.v1.CreateContainerResponse
-	9,  // 20: cri_runtime.services.containers.v1.Containers.Update:output_type -> cri_runtime.services.containers.v1.UpdateContainerResponse
-	15, // 21: cri_runtime.services.containers.v1.Containers.Delete:output_type -> google.protobuf.Empty
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	17, // 0: cri_runtime.services.containers.v1.Status.started_at:type_name -> google.protobuf.Timestamp
+	17, // 1: cri_runtime.services.containers.v1.Status.finished_at:type_name -> google.protobuf.Timestamp
+	14, // 2: cri_runtime.services.containers.v1.Container.labels:type_name -> cri_runtime.services.containers.v1.Container.LabelsEntry
+	1,  // 3: cri_runtime.services.containers.v1.Container.runtime:type_name -> cri_runtime.services.containers.v1.Runtime
+	15, // 4: cri_runtime.services.containers.v1.Container.extensions:type_name -> cri_runtime.services.containers.v1.Container.ExtensionsEntry
+	17, // 5: cri_runtime.services.containers.v1.Container.created_at:type_name -> google.protobuf.Timestamp
+	17, // 6: cri_runtime.services.containers.v1.Container.updated_at:type_name -> google.protobuf.Timestamp
+	0,  // 7: cri_runtime.services.containers.v1.Container.status:type_name -> cri_runtime.services.containers.v1.Status
+	2,  // 8: cri_runtime.services.containers.v1.GetContainerResponse.container:type_name -> cri_runtime.services.containers.v1.Container
+	2,  // 9: cri_runtime.services.containers.v1.ListContainersResponse.containers:type_name -> cri_runtime.services.containers.v1.Container
+	2,  // 10: cri_runtime.services.containers.v1.CreateContainerRequest.container:type_name -> cri_runtime.services.containers.v1.Container
+	2,  // 11: cri_runtime.services.containers.v1.CreateContainerResponse.container:type_name -> cri_runtime.services.containers.v1.Container
+	2,  // 12: cri_runtime.services.containers.v1.UpdateContainerRequest.container:type_name -> cri_runtime.services.containers.v1.Container
+	18, // 13: cri_runtime.services.containers.v1.UpdateContainerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 14: cri_runtime.services.containers.v1.UpdateContainerResponse.container:type_name -> cri_runtime.services.containers.v1.Container
+	12, // 15: cri_runtime.services.containers.v1.CreateFromImageRequest.mounts:type_name -> cri_runtime.services.containers.v1.Mount
+	16, // 16: cri_runtime.services.containers.v1.CreateFromImageRequest.labels:type_name -> cri_runtime.services.containers.v1.CreateFromImageRequest.LabelsEntry
+	3,  // 17: cri_runtime.services.containers.v1.Containers.Get:input_type -> cri_runtime.services.containers.v1.GetContainerRequest
+	5,  // 18: cri_runtime.services.containers.v1.Containers.List:input_type -> cri_runtime.services.containers.v1.ListContainersRequest
+	7,  // 19: cri_runtime.services.containers.v1.Containers.Create:input_type -> cri_runtime.services.containers.v1.CreateContainerRequest
+	9,  // 20: cri_runtime.services.containers.v1.Containers.Update:input_type -> cri_runtime.services.containers.v1.UpdateContainerRequest
+	11, // 21: cri_runtime.services.containers.v1.Containers.Delete:input_type -> cri_runtime.services.containers.v1.DeleteContainerRequest
+	13, // 22: cri_runtime.services.containers.v1.Containers.CreateFromImage:input_type -> cri_runtime.services.containers.v1.CreateFromImageRequest
+	4,  // 23: cri_runtime.services.containers.v1.Containers.Get:output_type -> cri_runtime.services.containers.v1.GetContainerResponse
+	6,  // 24: cri_runtime.services.containers.v1.Containers.List:output_type -> cri_runtime.services.containers.v1.ListContainersResponse
+	8,  // 25: cri_runtime.services.containers.v1.Containers.Create:output_type -> cri_runtime.services.containers.v1.CreateContainerResponse
+	10, // 26: cri_runtime.services.containers.v1.Containers.Update:output_type -> cri_runtime.services.containers.v1.UpdateContainerResponse
+	19, // 27: cri_runtime.services.containers.v1.Containers.Delete:output_type -> google.protobuf.Empty
+	8,  // 28: cri_runtime.services.containers.v1.Containers.CreateFromImage:output_type -> cri_runtime.services.containers.v1.CreateContainerResponse
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_services_containers_v1_containers_proto_init() }
@@ -745,7 +1132,7 @@ func file_services_containers_v1_containers_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_services_containers_v1_containers_proto_rawDesc), len(file_services_containers_v1_containers_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

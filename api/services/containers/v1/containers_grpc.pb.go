@@ -23,11 +23,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Containers_Get_FullMethodName    = "/cri_runtime.services.containers.v1.Containers/Get"
-	Containers_List_FullMethodName   = "/cri_runtime.services.containers.v1.Containers/List"
-	Containers_Create_FullMethodName = "/cri_runtime.services.containers.v1.Containers/Create"
-	Containers_Update_FullMethodName = "/cri_runtime.services.containers.v1.Containers/Update"
-	Containers_Delete_FullMethodName = "/cri_runtime.services.containers.v1.Containers/Delete"
+	Containers_Get_FullMethodName             = "/cri_runtime.services.containers.v1.Containers/Get"
+	Containers_List_FullMethodName            = "/cri_runtime.services.containers.v1.Containers/List"
+	Containers_Create_FullMethodName          = "/cri_runtime.services.containers.v1.Containers/Create"
+	Containers_Update_FullMethodName          = "/cri_runtime.services.containers.v1.Containers/Update"
+	Containers_Delete_FullMethodName          = "/cri_runtime.services.containers.v1.Containers/Delete"
+	Containers_CreateFromImage_FullMethodName = "/cri_runtime.services.containers.v1.Containers/CreateFromImage"
 )
 
 // ContainersClient is the client API for Containers service.
@@ -44,8 +45,18 @@ type ContainersClient interface {
 	// "labels.<key>", "image", "spec", "snapshotkey", "extensions",
 	// "extensions.<key>"); an empty mask replaces all mutable fields.
 	Update(ctx context.Context, in *UpdateContainerRequest, opts ...grpc.CallOption) (*UpdateContainerResponse, error)
-	// Delete removes the record; NotFound if absent.
+	// Delete removes the record, and the active snapshot it references
+	// unless keep_snapshot; NotFound if absent, FailedPrecondition while the
+	// container has a task.
 	Delete(ctx context.Context, in *DeleteContainerRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// CreateFromImage records a container that runs an image: its
+	// runtime-spec built from the image config and the request (as the CRI
+	// builds one, for a container without a pod: namespaces of its own), its
+	// rootfs an active snapshot (key: the ID) prepared on the image's
+	// layers, held by a lease until the record holds it. NotFound without
+	// the image, InvalidArgument for a bad request; nothing is left on
+	// failure.
+	CreateFromImage(ctx context.Context, in *CreateFromImageRequest, opts ...grpc.CallOption) (*CreateContainerResponse, error)
 }
 
 type containersClient struct {
@@ -106,6 +117,16 @@ func (c *containersClient) Delete(ctx context.Context, in *DeleteContainerReques
 	return out, nil
 }
 
+func (c *containersClient) CreateFromImage(ctx context.Context, in *CreateFromImageRequest, opts ...grpc.CallOption) (*CreateContainerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateContainerResponse)
+	err := c.cc.Invoke(ctx, Containers_CreateFromImage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ContainersServer is the server API for Containers service.
 // All implementations must embed UnimplementedContainersServer
 // for forward compatibility.
@@ -120,8 +141,18 @@ type ContainersServer interface {
 	// "labels.<key>", "image", "spec", "snapshotkey", "extensions",
 	// "extensions.<key>"); an empty mask replaces all mutable fields.
 	Update(context.Context, *UpdateContainerRequest) (*UpdateContainerResponse, error)
-	// Delete removes the record; NotFound if absent.
+	// Delete removes the record, and the active snapshot it references
+	// unless keep_snapshot; NotFound if absent, FailedPrecondition while the
+	// container has a task.
 	Delete(context.Context, *DeleteContainerRequest) (*emptypb.Empty, error)
+	// CreateFromImage records a container that runs an image: its
+	// runtime-spec built from the image config and the request (as the CRI
+	// builds one, for a container without a pod: namespaces of its own), its
+	// rootfs an active snapshot (key: the ID) prepared on the image's
+	// layers, held by a lease until the record holds it. NotFound without
+	// the image, InvalidArgument for a bad request; nothing is left on
+	// failure.
+	CreateFromImage(context.Context, *CreateFromImageRequest) (*CreateContainerResponse, error)
 	mustEmbedUnimplementedContainersServer()
 }
 
@@ -146,6 +177,9 @@ func (UnimplementedContainersServer) Update(context.Context, *UpdateContainerReq
 }
 func (UnimplementedContainersServer) Delete(context.Context, *DeleteContainerRequest) (*emptypb.Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Delete not implemented")
+}
+func (UnimplementedContainersServer) CreateFromImage(context.Context, *CreateFromImageRequest) (*CreateContainerResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateFromImage not implemented")
 }
 func (UnimplementedContainersServer) mustEmbedUnimplementedContainersServer() {}
 func (UnimplementedContainersServer) testEmbeddedByValue()                    {}
@@ -258,6 +292,24 @@ func _Containers_Delete_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Containers_CreateFromImage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateFromImageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ContainersServer).CreateFromImage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Containers_CreateFromImage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ContainersServer).CreateFromImage(ctx, req.(*CreateFromImageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Containers_ServiceDesc is the grpc.ServiceDesc for Containers service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,6 +336,10 @@ var Containers_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Delete",
 			Handler:    _Containers_Delete_Handler,
+		},
+		{
+			MethodName: "CreateFromImage",
+			Handler:    _Containers_CreateFromImage_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cri-runtime/cri-runtime/pkg/task/tasktest"
+)
+
+// registry is a docker-registry on loopback.
+type registry struct {
+	*exec.Cmd
+	addr string
+}
+
+func startRegistry(work string) *registry {
+	dir := filepath.Join(work, "registry")
+	check(os.MkdirAll(filepath.Join(dir, "data"), 0o700))
+	r := &registry{addr: freeAddr()}
+	config := fmt.Sprintf("version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: %s}\n",
+		filepath.Join(dir, "data"), r.addr)
+	check(os.WriteFile(filepath.Join(dir, "config.yml"), []byte(config), 0o600))
+	r.Cmd = exec.Command("docker-registry", "serve", filepath.Join(dir, "config.yml"))
+	check(r.Start())
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get("http://" + r.addr + "/v2/"); err == nil {
+			resp.Body.Close()
+			return r
+		}
+		if time.Now().After(deadline) {
+			fatalf("docker-registry did not start")
+		}
+	}
+}
+
+// pushImage writes rootfs as a one-layer OCI image and pushes it with
+// skopeo; it returns the reference.
+func pushImage(work, rootfs, host string) string {
+	layout := filepath.Join(work, "oci")
+	check(writeOCILayout(layout, rootfs))
+	ref := host + "/bench/busybox:latest"
+	out, err := exec.Command("skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci:"+layout+":latest", "docker://"+ref).CombinedOutput()
+	if err != nil {
+		fatalf("skopeo copy: %v: %s", err, out)
+	}
+	return ref
+}
+
+// writeOCILayout writes an OCI image layout of one uncompressed layer
+// holding rootfs, tagged latest.
+func writeOCILayout(dir, rootfs string) error {
+	layer, err := tarDir(rootfs)
+	if err != nil {
+		return err
+	}
+	blobs := filepath.Join(dir, "blobs", "sha256")
+	if err := os.MkdirAll(blobs, 0o755); err != nil {
+		return err
+	}
+	add := func(b []byte) (string, error) {
+		sum := sha256.Sum256(b)
+		d := hex.EncodeToString(sum[:])
+		return "sha256:" + d, os.WriteFile(filepath.Join(blobs, d), b, 0o644)
+	}
+	desc := func(mt, d string, b []byte) map[string]any {
+		return map[string]any{"mediaType": mt, "digest": d, "size": len(b)}
+	}
+	layerDigest, err := add(layer)
+	if err != nil {
+		return err
+	}
+	config, _ := json.Marshal(map[string]any{
+		"architecture": "amd64", "os": "linux",
+		"config": map[string]any{"Env": []string{"PATH=/bin"}, "Cmd": []string{"sh"}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{layerDigest}},
+	})
+	configDigest, err := add(config)
+	if err != nil {
+		return err
+	}
+	manifest, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+		"config": desc("application/vnd.oci.image.config.v1+json", configDigest, config),
+		"layers": []any{desc("application/vnd.oci.image.layer.v1.tar", layerDigest, layer)},
+	})
+	manifestDigest, err := add(manifest)
+	if err != nil {
+		return err
+	}
+	m := desc("application/vnd.oci.image.manifest.v1+json", manifestDigest, manifest)
+	m["annotations"] = map[string]string{"org.opencontainers.image.ref.name": "latest"}
+	index, _ := json.Marshal(map[string]any{"schemaVersion": 2, "manifests": []any{m}})
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), index, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
+}
+
+// tarDir returns the tree at rootfs as an uncompressed tar layer.
+func tarDir(rootfs string) ([]byte, error) {
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	err := filepath.Walk(rootfs, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || p == rootfs {
+			return err
+		}
+		rel, _ := filepath.Rel(rootfs, p)
+		link := ""
+		if fi.Mode()&os.ModeSymlink != 0 {
+			link, _ = os.Readlink(p)
+		}
+		hdr, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name = rel
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(tw, f)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return layer.Bytes(), nil
+}
+
+// buildRootfs makes a busybox-static root filesystem at dir.
+func buildRootfs(dir string) error {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "etc", "root"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	data, err := os.ReadFile(bb)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), data, 0o755); err != nil {
+		return err
+	}
+	out, err := exec.Command(bb, "--list").Output()
+	if err != nil {
+		return err
+	}
+	for _, applet := range strings.Fields(string(out)) {
+		if applet != "busybox" {
+			if err := os.Symlink("busybox", filepath.Join(dir, "bin", applet)); err != nil {
+				return err
+			}
+		}
+	}
+	return os.WriteFile(filepath.Join(dir, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
+}
+
+// runBare times `<runtime> run` of /bin/true in the rootfs, read-only.
+func runBare(work, rootfs string, i int, runtime string) time.Duration {
+	bundle := filepath.Join(work, "bare")
+	check(os.MkdirAll(bundle, 0o755))
+	id := fmt.Sprintf("bare%d", i)
+	spec := tasktest.Spec(id, "true")
+	spec.Root = &specs.Root{Path: rootfs, Readonly: true}
+	b, _ := json.Marshal(spec)
+	check(os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644))
+	start := time.Now()
+	cmd := exec.Command(runtime, "--root", filepath.Join(work, "bare-root-"+runtime), "run", "--bundle", bundle, id)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fatalf("%s run: %v: %s", runtime, err, out)
+	}
+	return time.Since(start)
+}
+
+// containerd is containerd's daemon on its own socket.
+type containerd struct {
+	daemon *exec.Cmd
+	sock   string
+}
+
+func startContainerd(work string) *containerd {
+	dir := filepath.Join(work, "containerd")
+	cd := &containerd{sock: filepath.Join(dir, "containerd.sock")}
+	config := filepath.Join(dir, "config.toml")
+	check(os.MkdirAll(dir, 0o700))
+	check(os.WriteFile(config, []byte(fmt.Sprintf(`version = 3
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"]
+[grpc]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), cd.sock)), 0o600))
+	cd.daemon = exec.Command(filepath.Join(*containerdIn, "containerd"), "--config", config)
+	cd.daemon.Env = append(os.Environ(), "PATH="+*containerdIn+":"+os.Getenv("PATH"))
+	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
+	check(err)
+	cd.daemon.Stdout, cd.daemon.Stderr = logf, logf
+	check(cd.daemon.Start())
+	atCleanup(cd.stop)
+	for deadline := time.Now().Add(10 * time.Second); cd.ctr("version") != nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			fatalf("containerd did not start")
+		}
+	}
+	return cd
+}
+
+func (cd *containerd) ctr(args ...string) error {
+	cmd := exec.Command(filepath.Join(*containerdIn, "ctr"), append([]string{"-a", cd.sock, "-n", "bench"}, args...)...)
+	cmd.Env = cd.daemon.Env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ctr %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// removeAll kills and removes every container of namespace bench.
+func (cd *containerd) removeAll() {
+	out, err := exec.Command(filepath.Join(*containerdIn, "ctr"), "-a", cd.sock, "-n", "bench", "containers", "ls", "-q").Output()
+	check(err)
+	for _, id := range strings.Fields(string(out)) {
+		_ = cd.ctr("tasks", "kill", "-s", "SIGKILL", id)
+		for deadline := time.Now().Add(10 * time.Second); cd.ctr("tasks", "delete", id) != nil && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
+		check(cd.ctr("containers", "delete", id))
+	}
+}
+
+func (cd *containerd) stop() {
+	defer func() { cd.daemon.Process.Signal(syscall.SIGTERM); cd.daemon.Wait() }()
+	cd.removeAll()
+}
+
+// shims sums the PSS and RSS (KiB) of this containerd's shims.
+func (cd *containerd) shims() (pss, rss int) {
+	return sumSmaps(func(cmdline []byte) bool {
+		return bytes.Contains(cmdline, []byte("containerd-shim-runc-v2")) && bytes.Contains(cmdline, []byte(cd.sock))
+	})
+}
