@@ -150,7 +150,19 @@ func (e *runEnv) snapshotDirs() []string {
 
 // leftovers lists what containers of the test's namespace left: cgroups,
 // shim processes, shim directories, rootfs mounts, containers, tasks.
+// A shim left empty stops on its own, just after the call that emptied
+// it: what is left is looked at again for a few seconds before it counts.
 func (e *runEnv) leftovers(ids ...string) []string {
+	e.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out := e.leftoversNow(ids...)
+		if len(out) == 0 || time.Now().After(deadline) {
+			return out
+		}
+	}
+}
+
+func (e *runEnv) leftoversNow(ids ...string) []string {
 	e.t.Helper()
 	var out []string
 	for _, id := range ids {
