@@ -246,7 +246,9 @@ func TestCLIFailsFastWithoutDaemon(t *testing.T) {
 	d.stop()
 	start = time.Now()
 	d.fails(nil, "default", []string{"namespaces", "ls"}, d.address, "unavailable")
-	if took := time.Since(start); took > time.Second {
+	// Refused at once; the bound leaves room for a loaded machine, far
+	// below the minute a CLI that waited for its timeout would take.
+	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("without a daemon the CLI took %v", took)
 	}
 }
