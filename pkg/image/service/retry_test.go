@@ -97,7 +97,7 @@ func TestPullRetriesTransientErrors(t *testing.T) {
 	}{
 		{"reset mid-blob", []fault{reset}, true},
 		{"503", []fault{busy}, true},
-		{"reset, then 503 on the resume", []fault{reset, busy}, true},
+		{"reset then 503 on the resume", []fault{reset, busy}, true},
 		{"reset every time", []fault{reset, reset, reset, reset}, false},
 	}
 	for _, sn := range []string{"overlayfs", "native"} {

@@ -32,6 +32,11 @@ type features struct {
 // tells the daemon to fall back to the native snapshotter.
 func probe(dir string) (features, error) {
 	var f features
+	if strings.ContainsAny(dir, ",:") {
+		// lowerdir, upperdir and workdir are joined by ':' and ',' in the
+		// mount data, and the kernel has no escape for either.
+		return f, fmt.Errorf("overlayfs on %q: the path holds ',' or ':', which overlay mount options cannot carry: %w", dir, errdefs.ErrFailedPrecondition)
+	}
 	if _, err := os.Stat("/sys/module/overlay/parameters/index"); err == nil {
 		f.indexOff = true
 	}

@@ -2,7 +2,11 @@ package overlay
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot/testsuite"
@@ -28,4 +32,17 @@ func TestOverlayCrashBetweenRenameAndRecord(t *testing.T) {
 	testsuite.RunCrashBetweenRenameAndRecord(t, func(root string) (snapshot.Snapshotter, error) {
 		return NewSnapshotter(root)
 	})
+}
+
+// A root with ',' or ':' in its path cannot be written into overlay mount
+// options: the snapshotter says so up front, as FailedPrecondition so that
+// the daemon falls back to native, instead of an ENOENT from the test mount.
+func TestOverlayRootWithOptionSeparators(t *testing.T) {
+	for _, name := range []string{"a,b", "a:b"} {
+		root := filepath.Join(t.TempDir(), name)
+		_, err := NewSnapshotter(root)
+		if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "cannot carry") {
+			t.Errorf("root %q: %v, want FailedPrecondition naming the separators", name, err)
+		}
+	}
 }
