@@ -118,11 +118,25 @@ func findShim() (string, error) {
 // shims, and their containers, keep running.
 func (m *Manager) Close() error {
 	// A shim whose last container was just deleted is on its way out:
-	// let its follow loop stop it (bounded), or it would idle until the
-	// next daemon's Restore.
+	// let its follow loop stop it (bounded), then stop those still empty,
+	// or they would idle until the next daemon's Restore.
 	deadline := time.Now().Add(closeStopWait)
 	for m.stopsPending() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
+	}
+	m.mu.Lock()
+	var live []*shim
+	for _, sh := range m.shims {
+		live = append(live, sh)
+	}
+	m.mu.Unlock()
+	for _, sh := range live {
+		sh.mu.Lock()
+		c := sh.client
+		sh.mu.Unlock()
+		if c != nil {
+			sh.stopIfEmptyAt(c, nil)
+		}
 	}
 	m.cancel()
 	m.mu.Lock()

@@ -262,6 +262,12 @@ func (sh *shim) takeStopRequest() bool {
 // every event up to seq, its last, is delivered. It reports whether the
 // shim is gone.
 func (sh *shim) stopIfEmpty(c *shimapi.Client, seq uint64) bool {
+	return sh.stopIfEmptyAt(c, &seq)
+}
+
+// stopIfEmptyAt is stopIfEmpty; a nil seq stops the shim whatever events
+// it still holds (the daemon is closing: nobody will read them).
+func (sh *shim) stopIfEmptyAt(c *shimapi.Client, seq *uint64) bool {
 	sh.life.Lock()
 	defer sh.life.Unlock()
 	ctx, cancel := context.WithTimeout(sh.m.ctx, 5*time.Second)
@@ -270,7 +276,7 @@ func (sh *shim) stopIfEmpty(c *shimapi.Client, seq uint64) bool {
 	if err != nil || len(st.Processes) > 0 {
 		return false // a broken connection shows at the next Events call
 	}
-	if st.Seq != seq {
+	if seq != nil && st.Seq != *seq {
 		sh.requestStop() // deliver the rest first
 		return false
 	}

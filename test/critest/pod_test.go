@@ -1,3 +1,9 @@
+// Package critest is the project's own CRI conformance suite: the built
+// daemon (internal/crinode) driven through k8s.io/cri-client, the client
+// kubelet uses, the way kubelet does: its call order, its deadlines and its
+// retries. It covers what the upstream critest leaves out: kubelet's
+// retries of slow creates, restarts of the daemon in the middle of a pod's
+// life, many pods at once, and that nothing is left behind.
 package critest
 
 import (
@@ -11,27 +17,31 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/internal/crinode"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 	remote "k8s.io/cri-client/pkg"
 )
 
+func TestMain(m *testing.M) { os.Exit(crinode.Main(m)) }
+
 // A pod's life in kubelet's order: run, pull, create, start, status,
 // exec, logs, stop, remove.
 func TestPodLifecycle(t *testing.T) {
-	n := newNode(t, "")
+	n := crinode.New(t, "")
 	ctx := context.Background()
-	podID, ctrID := n.startPod(ctx, "life", "sh", "-c", "echo hello; exec sleep 3600")
-	st, err := n.rt.PodSandboxStatus(ctx, podID, false)
+	podID, ctrID := n.StartPod(ctx, "life", "sh", "-c", "echo hello; exec sleep 3600")
+	st, err := n.RT.PodSandboxStatus(ctx, podID, false)
 	if err != nil || st.GetStatus().GetState() != runtime.PodSandboxState_SANDBOX_READY || st.GetStatus().GetNetwork().GetIp() == "" {
 		t.Fatalf("pod status: %+v, %v", st.GetStatus(), err)
 	}
-	cs, err := n.rt.ContainerStatus(ctx, ctrID, false)
+	cs, err := n.RT.ContainerStatus(ctx, ctrID, false)
 	if err != nil || cs.GetStatus().GetState() != runtime.ContainerState_CONTAINER_RUNNING {
 		t.Fatalf("container status: %+v, %v", cs.GetStatus(), err)
 	}
-	out, _, err := n.rt.ExecSync(ctx, ctrID, []string{"hostname"}, 10*time.Second)
+	out, _, err := n.RT.ExecSync(ctx, ctrID, []string{"hostname"}, 10*time.Second)
 	if err != nil || strings.TrimSpace(string(out)) != "life" {
 		t.Fatalf("exec hostname: %q, %v", out, err)
 	}
@@ -42,21 +52,21 @@ func TestPodLifecycle(t *testing.T) {
 		}
 		return nil
 	})
-	if err := n.rt.StopContainer(ctx, ctrID, 1); err != nil {
+	if err := n.RT.StopContainer(ctx, ctrID, 1); err != nil {
 		t.Fatal(err)
 	}
-	cs, _ = n.rt.ContainerStatus(ctx, ctrID, false)
+	cs, _ = n.RT.ContainerStatus(ctx, ctrID, false)
 	// sleep dies of the stop signal: 128 + SIGTERM.
 	if st := cs.GetStatus(); st.GetState() != runtime.ContainerState_CONTAINER_EXITED || st.GetExitCode() != 143 || st.GetStopSignal() != runtime.Signal_SIGNAL_SIGTERM {
 		t.Fatalf("after stop: %+v", cs.GetStatus())
 	}
-	if err := n.rt.StopPodSandbox(ctx, podID); err != nil {
+	if err := n.RT.StopPodSandbox(ctx, podID); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.rt.RemovePodSandbox(ctx, podID); err != nil {
+	if err := n.RT.RemovePodSandbox(ctx, podID); err != nil {
 		t.Fatal(err)
 	}
-	if pods, _ := n.rt.ListPodSandbox(ctx, nil); len(pods) != 0 {
+	if pods, _ := n.RT.ListPodSandbox(ctx, nil); len(pods) != 0 {
 		t.Fatalf("pods left: %v", pods)
 	}
 }
@@ -79,15 +89,15 @@ func slowRunc(t *testing.T) (extra, marker string) {
 // reserved", and there is one pod.
 func TestRetryOfSlowRunPodSandboxGetsTheSamePod(t *testing.T) {
 	extra, marker := slowRunc(t)
-	n := newNode(t, extra)
+	n := crinode.New(t, extra)
 	if err := os.WriteFile(marker, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	short, err := remote.NewRemoteRuntimeService(context.Background(), "unix://"+n.socket(), time.Second, nil, false)
+	short, err := remote.NewRemoteRuntimeService(context.Background(), "unix://"+n.Socket(), time.Second, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc := n.podConfig("slow")
+	pc := n.PodConfig("slow")
 	ctx := context.Background()
 	var id string
 	var deadlines int
@@ -105,15 +115,15 @@ func TestRetryOfSlowRunPodSandboxGetsTheSamePod(t *testing.T) {
 	if id == "" || deadlines == 0 {
 		t.Fatalf("id %q after %d deadlines", id, deadlines)
 	}
-	pods, err := n.rt.ListPodSandbox(ctx, nil)
+	pods, err := n.RT.ListPodSandbox(ctx, nil)
 	if err != nil || len(pods) != 1 || pods[0].Id != id || pods[0].State != runtime.PodSandboxState_SANDBOX_READY {
 		t.Fatalf("pods: %+v, %v; want one ready pod %s", pods, err, id)
 	}
 	// A container create slower than kubelet's deadline: the same.
-	if _, err := n.img.PullImage(ctx, &runtime.ImageSpec{Image: n.busybox}, nil, pc); err != nil {
+	if _, err := n.Img.PullImage(ctx, &runtime.ImageSpec{Image: n.Busybox}, nil, pc); err != nil {
 		t.Fatal(err)
 	}
-	cc := n.containerConfig("c", "sleep", "3600")
+	cc := n.ContainerConfig("c", "sleep", "3600")
 	var cid string
 	for attempt := 0; attempt < 20 && cid == ""; attempt++ {
 		got, err := short.CreateContainer(ctx, id, cc, pc)
@@ -125,7 +135,7 @@ func TestRetryOfSlowRunPodSandboxGetsTheSamePod(t *testing.T) {
 			t.Fatalf("create retry %d: %v", attempt, err)
 		}
 	}
-	ctrs, err := n.rt.ListContainers(ctx, nil)
+	ctrs, err := n.RT.ListContainers(ctx, nil)
 	if err != nil || len(ctrs) != 1 || ctrs[0].Id != cid {
 		t.Fatalf("containers: %+v, %v; want one %s", ctrs, err, cid)
 	}
@@ -147,13 +157,13 @@ func unwrap(err error) error {
 // lists them with their state, execs into them, and shows the real exit
 // code of one that exited while it was down.
 func TestDaemonRestartMidPodLife(t *testing.T) {
-	n := newNode(t, "")
+	n := crinode.New(t, "")
 	ctx := context.Background()
-	_, runner := n.startPod(ctx, "runner", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
-	_, quitter := n.startPod(ctx, "quitter", "sh", "-c", "read x < /proc/self/fd/0 2>/dev/null; sleep 2; exit 7")
-	cs, _ := n.rt.ContainerStatus(ctx, runner, false)
+	_, runner := n.StartPod(ctx, "runner", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
+	_, quitter := n.StartPod(ctx, "quitter", "sh", "-c", "read x < /proc/self/fd/0 2>/dev/null; sleep 2; exit 7")
+	cs, _ := n.RT.ContainerStatus(ctx, runner, false)
 	logPath := cs.GetStatus().GetLogPath()
-	n.kill9()
+	n.Kill9()
 	size := fileSize(t, logPath)
 	waitFor(t, 10*time.Second, func() error {
 		if s := fileSize(t, logPath); s <= size {
@@ -162,17 +172,17 @@ func TestDaemonRestartMidPodLife(t *testing.T) {
 		return nil
 	})
 	time.Sleep(3 * time.Second) // the quitter exits while the daemon is down
-	n.start()
-	cs, err := n.rt.ContainerStatus(ctx, runner, false)
+	n.Start()
+	cs, err := n.RT.ContainerStatus(ctx, runner, false)
 	if err != nil || cs.GetStatus().GetState() != runtime.ContainerState_CONTAINER_RUNNING {
 		t.Fatalf("runner after restart: %+v, %v", cs.GetStatus(), err)
 	}
-	out, _, err := n.rt.ExecSync(ctx, runner, []string{"echo", "again"}, 10*time.Second)
+	out, _, err := n.RT.ExecSync(ctx, runner, []string{"echo", "again"}, 10*time.Second)
 	if err != nil || strings.TrimSpace(string(out)) != "again" {
 		t.Fatalf("exec after restart: %q, %v", out, err)
 	}
 	waitFor(t, 10*time.Second, func() error {
-		cs, err := n.rt.ContainerStatus(ctx, quitter, false)
+		cs, err := n.RT.ContainerStatus(ctx, quitter, false)
 		if err != nil || cs.GetStatus().GetState() != runtime.ContainerState_CONTAINER_EXITED || cs.GetStatus().GetExitCode() != 7 {
 			return fmt.Errorf("quitter: %+v, %v", cs.GetStatus(), err)
 		}
@@ -211,9 +221,9 @@ func TestManyPodsInParallel(t *testing.T) {
 	if testing.Short() {
 		pods = 10
 	}
-	n := newNode(t, "")
+	n := crinode.New(t, "")
 	ctx := context.Background()
-	if _, err := n.img.PullImage(ctx, &runtime.ImageSpec{Image: n.busybox}, nil, nil); err != nil {
+	if _, err := n.Img.PullImage(ctx, &runtime.ImageSpec{Image: n.Busybox}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -224,21 +234,21 @@ func TestManyPodsInParallel(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			name := fmt.Sprintf("par-%d", i)
-			pc := n.podConfig(name)
-			id, err := n.rt.RunPodSandbox(ctx, pc, "")
+			pc := n.PodConfig(name)
+			id, err := n.RT.RunPodSandbox(ctx, pc, "")
 			if err != nil {
 				errs <- fmt.Errorf("%s: run: %w", name, err)
 				return
 			}
-			cid, err := n.rt.CreateContainer(ctx, id, n.containerConfig("c", "sleep", "3600"), pc)
+			cid, err := n.RT.CreateContainer(ctx, id, n.ContainerConfig("c", "sleep", "3600"), pc)
 			if err == nil {
-				err = n.rt.StartContainer(ctx, cid)
+				err = n.RT.StartContainer(ctx, cid)
 			}
 			if err != nil {
 				errs <- fmt.Errorf("%s: container: %w", name, err)
 				return
 			}
-			st, err := n.rt.PodSandboxStatus(ctx, id, false)
+			st, err := n.RT.PodSandboxStatus(ctx, id, false)
 			if err != nil {
 				errs <- err
 				return
@@ -261,21 +271,21 @@ func TestManyPodsInParallel(t *testing.T) {
 		}
 		seen[ip] = true
 	}
-	ctrs, err := n.rt.ListContainers(ctx, &runtime.ContainerFilter{State: &runtime.ContainerStateValue{State: runtime.ContainerState_CONTAINER_RUNNING}})
+	ctrs, err := n.RT.ListContainers(ctx, &runtime.ContainerFilter{State: &runtime.ContainerStateValue{State: runtime.ContainerState_CONTAINER_RUNNING}})
 	if err != nil || len(ctrs) != pods {
 		t.Fatalf("%d running containers, %v; want %d", len(ctrs), err, pods)
 	}
 	// Stopped and removed in parallel, as kubelet does on a drain.
-	podsList, _ := n.rt.ListPodSandbox(ctx, nil)
+	podsList, _ := n.RT.ListPodSandbox(ctx, nil)
 	var wg2 sync.WaitGroup
 	for _, p := range podsList {
 		wg2.Add(1)
 		go func() {
 			defer wg2.Done()
-			if err := n.rt.StopPodSandbox(ctx, p.Id); err != nil {
+			if err := n.RT.StopPodSandbox(ctx, p.Id); err != nil {
 				t.Error(err)
 			}
-			if err := n.rt.RemovePodSandbox(ctx, p.Id); err != nil {
+			if err := n.RT.RemovePodSandbox(ctx, p.Id); err != nil {
 				t.Error(err)
 			}
 		}()

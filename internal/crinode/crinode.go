@@ -1,12 +1,9 @@
-// Package critest is the project's own CRI conformance suite: it starts
-// the real daemon (the built binaries, as a node runs them) with a
-// private CNI network and a registry on loopback, and drives its CRI
-// socket through k8s.io/cri-client, the client kubelet uses, the way
-// kubelet does: its call order, its deadlines and its retries. It covers
-// what the upstream critest leaves out: kubelet's retries of slow
-// creates, restarts of the daemon in the middle of a pod's life, many
-// pods at once, and that nothing is left behind.
-package critest
+// Package crinode runs the built daemon as a node runs it, for the
+// project's end-to-end suites (test/critest, test/fault): a private CNI
+// network, a registry on loopback with a pause and a busybox image, and
+// kubelet's own CRI clients (k8s.io/cri-client) on its socket. It checks,
+// when a test ends, that nothing of its pods is left behind.
+package crinode
 
 import (
 	"bytes"
@@ -31,15 +28,13 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/image/imagetest"
 )
 
-// binDir holds cri-runtime and cri-runtime-shim, built once by TestMain.
+// binDir holds cri-runtime and cri-runtime-shim, built by Main.
 var binDir string
 
-func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "cri-runtime-critest-bin")
+// Main builds the daemon and its shim, runs the tests and removes the
+// binaries: call it from TestMain.
+func Main(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "cri-runtime-node-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -57,18 +52,18 @@ func run(m *testing.M) int {
 
 // node is a daemon as kubelet sees it: its CRI socket, clients with
 // kubelet's per-call deadline, the images a pod needs and its network.
-type node struct {
-	t        *testing.T
-	dir      string // root and config
-	sockDir  string // short: sockets, state
+type Node struct {
+	T        *testing.T
+	Dir      string // root and config
+	SockDir  string // short: sockets, state
 	config   string
-	net      *cnitest.Env
-	registry string
-	pause    string // the pause image reference
-	busybox  string // a busybox image reference
-	rt       internalapi.RuntimeService
-	img      internalapi.ImageManagerService
-	timeout  time.Duration // the clients' per-call deadline
+	Net      *cnitest.Env
+	Registry string
+	Pause    string // the pause image reference
+	Busybox  string // a busybox image reference
+	RT       internalapi.RuntimeService
+	Img      internalapi.ImageManagerService
+	Timeout  time.Duration // the clients' per-call deadline
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -76,28 +71,28 @@ type node struct {
 	exited chan struct{}
 }
 
-// newNode starts a daemon with a private network and registry. extra is
+// New starts a daemon with a private network and registry. extra is
 // appended to its config file (more [cri.runtimes], say).
-func newNode(t *testing.T, extra string) *node {
+func New(t *testing.T, extra string) *Node {
 	t.Helper()
-	n := &node{t: t, dir: t.TempDir(), timeout: 2 * time.Minute}
+	n := &Node{T: t, Dir: t.TempDir(), Timeout: 2 * time.Minute}
 	var err error
-	if n.sockDir, err = os.MkdirTemp("", "crc"); err != nil {
+	if n.SockDir, err = os.MkdirTemp("", "crc"); err != nil {
 		t.Fatal(err)
 	}
-	n.net = cnitest.New(t)
-	n.registry = imagetest.StartRegistry(t)
+	n.Net = cnitest.New(t)
+	n.Registry = imagetest.StartRegistry(t)
 	busybox := imagetest.BusyboxLayer(t, image.CompressionGzip)
 	pause := imagetest.Image{Layers: []imagetest.Layer{busybox},
 		Config: ocispec.ImageConfig{Entrypoint: []string{"/bin/sleep", "2147483647"}}}.Build(t)
-	imagetest.Push(t, n.registry, "test/pause", "1", pause)
-	n.pause = n.registry + "/test/pause:1"
+	imagetest.Push(t, n.Registry, "test/pause", "1", pause)
+	n.Pause = n.Registry + "/test/pause:1"
 	bb := imagetest.Image{Layers: []imagetest.Layer{busybox},
 		Config: ocispec.ImageConfig{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}}.Build(t)
-	imagetest.Push(t, n.registry, "test/busybox", "1", bb)
-	n.busybox = n.registry + "/test/busybox:1"
-	cfg := n.net.Config()
-	n.config = filepath.Join(n.dir, "config.toml")
+	imagetest.Push(t, n.Registry, "test/busybox", "1", bb)
+	n.Busybox = n.Registry + "/test/busybox:1"
+	cfg := n.Net.Config()
+	n.config = filepath.Join(n.Dir, "config.toml")
 	body := fmt.Sprintf(`root = %q
 state = %q
 shim_binary = %q
@@ -115,29 +110,29 @@ shim_binary = %q
   bin_dirs = [%q, %q]
   netns_dir = %q
   cache_dir = %q
-%s`, filepath.Join(n.dir, "root"), filepath.Join(n.sockDir, "state"), filepath.Join(binDir, "cri-runtime-shim"),
-		filepath.Join(n.sockDir, "mgmt.sock"), n.socket(), n.pause,
+%s`, filepath.Join(n.Dir, "root"), filepath.Join(n.SockDir, "state"), filepath.Join(binDir, "cri-runtime-shim"),
+		filepath.Join(n.SockDir, "mgmt.sock"), n.Socket(), n.Pause,
 		cfg.ConfDir, cfg.BinDirs[0], cfg.BinDirs[1], cfg.NetNSDir, cfg.CacheDir, extra)
 	if err := os.WriteFile(n.config, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.cleanup)
-	n.start()
+	n.Start()
 	return n
 }
 
-func (n *node) socket() string { return filepath.Join(n.sockDir, "cri.sock") }
+func (n *Node) Socket() string { return filepath.Join(n.SockDir, "cri.sock") }
 
 // start runs the daemon and connects kubelet's clients.
-func (n *node) start() {
-	n.t.Helper()
+func (n *Node) Start() {
+	n.T.Helper()
 	n.mu.Lock()
 	n.cmd = exec.Command(filepath.Join(binDir, "cri-runtime"), "serve", "--config", n.config)
 	n.stderr = &bytes.Buffer{}
 	n.cmd.Stderr = &lockedWriter{mu: &n.mu, w: n.stderr}
 	if err := n.cmd.Start(); err != nil {
 		n.mu.Unlock()
-		n.t.Fatal(err)
+		n.T.Fatal(err)
 	}
 	exited := make(chan struct{})
 	n.exited = exited
@@ -150,33 +145,33 @@ func (n *node) start() {
 	ctx := context.Background()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		rt, err := remote.NewRemoteRuntimeService(ctx, "unix://"+n.socket(), n.timeout, nil, false)
+		rt, err := remote.NewRemoteRuntimeService(ctx, "unix://"+n.Socket(), n.Timeout, nil, false)
 		if err == nil {
 			if _, err = rt.Version(ctx, "v1"); err == nil {
-				n.rt = rt
+				n.RT = rt
 				break
 			}
 		}
 		select {
 		case <-exited:
-			n.t.Fatalf("daemon exited at start:\n%s", n.logs())
+			n.T.Fatalf("daemon exited at start:\n%s", n.Logs())
 		default:
 		}
 		if time.Now().After(deadline) {
-			n.t.Fatalf("CRI socket does not answer: %v\n%s", err, n.logs())
+			n.T.Fatalf("CRI socket does not answer: %v\n%s", err, n.Logs())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	img, err := remote.NewRemoteImageService(ctx, "unix://"+n.socket(), n.timeout, nil, false)
+	img, err := remote.NewRemoteImageService(ctx, "unix://"+n.Socket(), n.Timeout, nil, false)
 	if err != nil {
-		n.t.Fatal(err)
+		n.T.Fatal(err)
 	}
-	n.img = img
+	n.Img = img
 }
 
 // kill9 kills the daemon with SIGKILL: its shims and containers live on.
-func (n *node) kill9() {
-	n.t.Helper()
+func (n *Node) Kill9() {
+	n.T.Helper()
 	n.mu.Lock()
 	cmd, exited := n.cmd, n.exited
 	n.mu.Unlock()
@@ -185,7 +180,7 @@ func (n *node) kill9() {
 }
 
 // stop stops the daemon with SIGTERM.
-func (n *node) stop() {
+func (n *Node) Stop() {
 	n.mu.Lock()
 	cmd, exited := n.cmd, n.exited
 	n.mu.Unlock()
@@ -201,7 +196,7 @@ func (n *node) stop() {
 	}
 }
 
-func (n *node) logs() string {
+func (n *Node) Logs() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.stderr.String()
@@ -210,34 +205,34 @@ func (n *node) logs() string {
 // cleanup removes every pod (as kubelet would before a node drains), stops
 // the daemon and checks that nothing is left: no netns, no IP, no veth, no
 // shim, no mount under the daemon's directories.
-func (n *node) cleanup() {
-	t := n.t
+func (n *Node) cleanup() {
+	t := n.T
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if n.rt != nil {
-		if pods, err := n.rt.ListPodSandbox(ctx, nil); err == nil {
+	if n.RT != nil {
+		if pods, err := n.RT.ListPodSandbox(ctx, nil); err == nil {
 			for _, p := range pods {
-				_ = n.rt.StopPodSandbox(ctx, p.Id)
-				if err := n.rt.RemovePodSandbox(ctx, p.Id); err != nil {
+				_ = n.RT.StopPodSandbox(ctx, p.Id)
+				if err := n.RT.RemovePodSandbox(ctx, p.Id); err != nil {
 					t.Errorf("remove pod %s: %v", p.Id, err)
 				}
 			}
 		}
 	}
-	n.stop()
+	n.Stop()
 	if t.Failed() {
-		t.Logf("daemon log:\n%s", tail(n.logs(), 60))
+		t.Logf("daemon log:\n%s", tail(n.Logs(), 60))
 	}
-	n.net.AssertClean(t)
-	for _, dir := range []string{n.dir, n.sockDir} {
+	n.Net.AssertClean(t)
+	for _, dir := range []string{n.Dir, n.SockDir} {
 		if m := mountsUnder(t, dir); len(m) > 0 {
 			t.Errorf("mounts left under %s: %q", dir, m)
 		}
 	}
-	if shims := processes(t, "cri-runtime-shim", n.sockDir); len(shims) > 0 {
+	if shims := processes(t, "cri-runtime-shim", n.SockDir); len(shims) > 0 {
 		t.Errorf("shims left: %v", shims)
 	}
-	os.RemoveAll(n.sockDir)
+	os.RemoveAll(n.SockDir)
 }
 
 func tail(s string, lines int) string {
@@ -297,21 +292,21 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // podConfig is the config kubelet sends for a pod named name.
-func (n *node) podConfig(name string) *runtime.PodSandboxConfig {
+func (n *Node) PodConfig(name string) *runtime.PodSandboxConfig {
 	return &runtime.PodSandboxConfig{
 		Metadata:     &runtime.PodSandboxMetadata{Name: name, Namespace: "critest", Uid: name + "-uid", Attempt: 0},
 		Hostname:     name,
-		LogDirectory: filepath.Join(n.dir, "pods", name),
+		LogDirectory: filepath.Join(n.Dir, "pods", name),
 		Labels:       map[string]string{"app": name},
 		Linux:        &runtime.LinuxPodSandboxConfig{},
 	}
 }
 
 // containerConfig is the config of a busybox container running cmd.
-func (n *node) containerConfig(name string, cmd ...string) *runtime.ContainerConfig {
+func (n *Node) ContainerConfig(name string, cmd ...string) *runtime.ContainerConfig {
 	return &runtime.ContainerConfig{
 		Metadata: &runtime.ContainerMetadata{Name: name},
-		Image:    &runtime.ImageSpec{Image: n.busybox},
+		Image:    &runtime.ImageSpec{Image: n.Busybox},
 		Command:  cmd,
 		LogPath:  name + ".log",
 		Linux:    &runtime.LinuxContainerConfig{},
@@ -320,22 +315,22 @@ func (n *node) containerConfig(name string, cmd ...string) *runtime.ContainerCon
 
 // startPod runs a pod and a container in it, in kubelet's order, and
 // returns their IDs.
-func (n *node) startPod(ctx context.Context, name string, cmd ...string) (podID, ctrID string) {
-	n.t.Helper()
-	pc := n.podConfig(name)
-	podID, err := n.rt.RunPodSandbox(ctx, pc, "")
+func (n *Node) StartPod(ctx context.Context, name string, cmd ...string) (podID, ctrID string) {
+	n.T.Helper()
+	pc := n.PodConfig(name)
+	podID, err := n.RT.RunPodSandbox(ctx, pc, "")
 	if err != nil {
-		n.t.Fatalf("RunPodSandbox %s: %v", name, err)
+		n.T.Fatalf("RunPodSandbox %s: %v", name, err)
 	}
-	if _, err := n.img.PullImage(ctx, &runtime.ImageSpec{Image: n.busybox}, nil, pc); err != nil {
-		n.t.Fatalf("PullImage: %v", err)
+	if _, err := n.Img.PullImage(ctx, &runtime.ImageSpec{Image: n.Busybox}, nil, pc); err != nil {
+		n.T.Fatalf("PullImage: %v", err)
 	}
-	ctrID, err = n.rt.CreateContainer(ctx, podID, n.containerConfig("c", cmd...), pc)
+	ctrID, err = n.RT.CreateContainer(ctx, podID, n.ContainerConfig("c", cmd...), pc)
 	if err != nil {
-		n.t.Fatalf("CreateContainer %s: %v", name, err)
+		n.T.Fatalf("CreateContainer %s: %v", name, err)
 	}
-	if err := n.rt.StartContainer(ctx, ctrID); err != nil {
-		n.t.Fatalf("StartContainer %s: %v", name, err)
+	if err := n.RT.StartContainer(ctx, ctrID); err != nil {
+		n.T.Fatalf("StartContainer %s: %v", name, err)
 	}
 	return podID, ctrID
 }
