@@ -41,8 +41,9 @@ const (
 	MaxIndexSize    = 4 << 20 // bytes, for indexes and manifest lists
 	MaxConfigSize   = 8 << 20 // bytes, for image configs
 
-	// maxIndexDepth bounds the nesting of indexes in Manifest.
-	maxIndexDepth = 4
+	// MaxIndexDepth bounds the nesting of indexes, in Manifest and in a
+	// pull: an index at this depth (the top one is at 0) is refused.
+	MaxIndexDepth = 4
 )
 
 // Manifest returns the manifest desc designates. desc is a manifest, or an
@@ -86,8 +87,8 @@ func manifest(ctx context.Context, p content.Provider, desc ocispec.Descriptor, 
 		}
 		return mf, m.Match(img.Platform), nil
 	case IsIndex(desc.MediaType):
-		if depth >= maxIndexDepth {
-			return ocispec.Manifest{}, false, fmt.Errorf("index %s: nested more than %d deep: %w", desc.Digest, maxIndexDepth, errdefs.ErrInvalidArgument)
+		if depth >= MaxIndexDepth {
+			return ocispec.Manifest{}, false, fmt.Errorf("index %s: nested more than %d deep: %w", desc.Digest, MaxIndexDepth, errdefs.ErrInvalidArgument)
 		}
 		idx, err := ReadIndex(ctx, p, desc)
 		if err != nil {
