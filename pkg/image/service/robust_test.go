@@ -40,6 +40,10 @@ func TestPullRefusesMaliciousImages(t *testing.T) {
 	}
 	lying := base
 	lying.DiffID = digest.FromString("not the diff ID")
+	// Too short to name a snapshot: its unpack key took a slice of it
+	// that panicked, and the panic took the daemon down.
+	short := base
+	short.DiffID = "sha256:abc"
 	bomb := layer(imagetest.File("zeros", string(make([]byte, 8<<20)), 0o644))
 	huge := strings.Repeat("x", 1<<20)
 
@@ -60,6 +64,7 @@ func TestPullRefusesMaliciousImages(t *testing.T) {
 		{"absolute hard link", imagetest.Image{Layers: []imagetest.Layer{base, layer(imagetest.Hardlink("shadow", "/etc/shadow"))}}, errdefs.IsInvalidArgument, "shadow", false},
 		{"whiteout outside", imagetest.Image{Layers: []imagetest.Layer{base, layer(imagetest.Whiteout("../../../../../../../.." + victim))}}, errdefs.IsInvalidArgument, "wh", false},
 		{"config lies about the diff ID", imagetest.Image{Layers: []imagetest.Layer{lying}}, errdefs.IsInvalidArgument, "diff ID", false},
+		{"config with an invalid diff ID", imagetest.Image{Layers: []imagetest.Layer{short}}, errdefs.IsInvalidArgument, "diff ID 0", false},
 		{"decompression bomb", imagetest.Image{Layers: []imagetest.Layer{base, bomb}}, func(err error) bool { return errdefs.IsFailedPrecondition(err) || errdefs.IsInvalidArgument(err) }, "exceeds", false},
 		{"config over the limit", imagetest.Image{Layers: []imagetest.Layer{base}, Config: ocispec.ImageConfig{Env: []string{strings.Repeat(huge, 9)}}}, errdefs.IsInvalidArgument, "limit", false},
 	}
