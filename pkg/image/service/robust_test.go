@@ -253,6 +253,32 @@ func TestPullRefusesBlobThatLiesAboutItsDigest(t *testing.T) {
 	}
 }
 
+// A registry that serves another layer's bytes under a layer's digest:
+// neither the digest nor the diff ID match. The pull is refused for the
+// digest, FailedPrecondition, whether the layer was applied while it
+// downloaded or after: the streamed apply reported the diff ID, as
+// InvalidArgument.
+func TestPullRefusesBlobServedWithOtherContent(t *testing.T) {
+	// Uncompressed, so that both blobs have the size the manifest says.
+	random := func() imagetest.Layer {
+		b := make([]byte, 64<<10)
+		_, _ = rand.Read(b)
+		return imagetest.NewLayer(t, image.CompressionNone, imagetest.File("random", string(b), 0o644))
+	}
+	real, other := random(), random()
+	built := imagetest.Image{Layers: []imagetest.Layer{real}}.Build(t)
+	for _, sn := range []string{"overlayfs", "native"} {
+		e := newTestEnv(t, sn)
+		host := serveFake(t, built, func(f *fakeRegistry) { f.blobs[real.Desc.Digest] = other.Blob })
+		_, err := e.svc.Pull(e.ctx, host+"/test/other:v1")
+		if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "does not match its descriptor") {
+			t.Fatalf("%s: pull: %v, want FailedPrecondition: does not match its descriptor", sn, err)
+		}
+		e.checkNothingLeft(t, built)
+		e.checkNoLease(t)
+	}
+}
+
 func TestPullRefusesManifestOverTheLimit(t *testing.T) {
 	// The distribution registry refuses such manifests, so a fake one
 	// serves it.
