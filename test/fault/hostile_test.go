@@ -136,6 +136,14 @@ func hostilePulls() []hostileCase {
 			h.liar.serve(b.Config.Digest, bytes.Repeat([]byte{' '}, int(b.Config.Size)))
 			return ref
 		}},
+		{name: "manifest pulled by digest served with other content", code: codes.FailedPrecondition, want: "digest", ref: func(t *testing.T, h *hostileNode) string {
+			b := imagetest.Image{Layers: []imagetest.Layer{smallLayer(t, "by digest")}}.Build(t)
+			other := imagetest.Image{Layers: []imagetest.Layer{smallLayer(t, "other")}}.Build(t)
+			h.liar.add(other, "other")
+			h.liar.add(b, "by-digest")
+			h.liar.serve(b.Target.Digest, other.Blob(t, other.Target.Digest))
+			return h.liar.addr + "/hostile/liar@" + b.Target.Digest.String()
+		}},
 		{name: "manifest over the limit, sent without a length", code: codes.InvalidArgument, want: "limit", quick: true, ref: func(t *testing.T, h *hostileNode) string {
 			b := imagetest.Image{Layers: []imagetest.Layer{smallLayer(t, "m")}, Annotations: map[string]string{"a": strings.Repeat("x", image.MaxManifestSize)}}.Build(t)
 			ref := h.liar.add(b, "huge")
