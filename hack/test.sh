@@ -30,6 +30,8 @@ echo "--- go vet"
 go vet ./...
 echo "--- go test"
 go test -race -count=1 -timeout 40m ./...
+echo "--- fuzz: every fuzz target for 4s (longer by hand: hack/fuzz.sh 10m)"
+hack/fuzz.sh 4s
 echo "--- upstream CRI conformance (cri-tools critest v1.37.0)"
 # Built from the Go module proxy once (cached), against the daemon built
 # from this tree, with every image it pulls mirrored on loopback; the specs

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cri-runtime/cri-runtime/pkg/cri/spec"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/image/reference"
 	"github.com/cri-runtime/cri-runtime/pkg/meta/gc"
 )
 
@@ -106,8 +109,23 @@ func (c Config) Validate() error {
 	if c.SandboxImage == "" {
 		return bad("sandbox_image", `""`, "must name an image")
 	}
+	// Refused here, not by every RunPodSandbox of the daemon's life.
+	if _, err := reference.ParseNormalizedNamed(c.SandboxImage); err != nil {
+		return fmt.Errorf("cri.sandbox_image: %w", err)
+	}
 	if c.CgroupDriver != string(spec.Cgroupfs) && c.CgroupDriver != string(spec.Systemd) {
 		return bad("cgroup_driver", c.CgroupDriver, `must be "cgroupfs" or "systemd"`)
+	}
+	for _, name := range c.handlers() {
+		bin := c.Runtimes[name].Binary
+		if bin == "" {
+			bin = name
+		}
+		// A relative path would be found from the daemon's working
+		// directory, whatever it is.
+		if !filepath.IsAbs(bin) && strings.ContainsRune(bin, '/') {
+			return bad("runtimes."+name+".binary", strconv.Quote(bin), "must be a name in PATH or an absolute path")
+		}
 	}
 	if _, ok := c.Runtimes[c.DefaultRuntime]; !ok {
 		return bad("default_runtime", c.DefaultRuntime, fmt.Sprintf("not a key of cri.runtimes (%v)", c.handlers()))

@@ -272,7 +272,8 @@ func (s *Service) imageVolumes(ctx context.Context, id string, cfg *runtime.Cont
 		}
 		undo.Add("remove an image volume", func(ctx context.Context) error { return sn.Remove(ctx, key) })
 		dir := s.volumeDir(id, i)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		// 0700: the runtime binds the view into the container as root.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
 		}
 		if err := mount.MountAll(readOnly(mounts), dir); err != nil {

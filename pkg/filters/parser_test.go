@@ -132,3 +132,64 @@ func sameSelectors(a, b conjunction) bool {
 	}
 	return true
 }
+
+// FuzzSelector builds a selector on any label key and value, writes it
+// with String and parses it back: every key and value a store may hold can
+// be written as a filter, the filter parses to that one selector, and it
+// matches as the package doc says: == exactly the objects whose label is
+// value, != the others and those without the label, a bare field the
+// objects that have it, ~= those the regexp matches.
+func FuzzSelector(f *testing.F) {
+	for _, s := range [][3]string{
+		{"app", "web", "Web"}, {"a.b/c", "x,y", "x"}, {`quote"d`, `"`, ""}, {"with space", "two words", "two"},
+		{"k", "/a/", "a"}, {"k", "|a|", "a"}, {"k", "", " "}, {"k", "\xff\x00", "\xff"}, {"", "v", "v"},
+		{"k", "a\\b", `a\\b`}, {"ключ", "значение", "x"}, {"k", "^a.b$", "a.b"}, {"k", "=x", "x"}, {"k", "x=", "x"},
+	} {
+		for op := range 4 {
+			f.Add(s[0], s[1], s[2], uint8(op))
+		}
+	}
+	f.Fuzz(func(t *testing.T, key, value, other string, op uint8) {
+		sel := selector{fieldpath: []string{"labels", key}, op: operator(op % 4), value: value}
+		if sel.op == opPresent {
+			sel.value = ""
+		}
+		if sel.op == opMatches {
+			re, err := regexp.Compile(value)
+			if err != nil {
+				return
+			}
+			sel.re = re
+		}
+		text := sel.String()
+		flt, err := Parse(text)
+		if err != nil {
+			t.Fatalf("selector %#v written %q does not parse: %v", sel, text, err)
+		}
+		c, ok := flt.(conjunction)
+		if !ok || len(c) != 1 || !sameSelectors(c, conjunction{sel}) {
+			t.Fatalf("selector %#v written %q parses to %#v", sel, text, flt)
+		}
+		for _, v := range []string{value, other} {
+			got := flt.Match(Map(nil, map[string]string{key: v}))
+			var want bool
+			switch sel.op {
+			case opPresent:
+				want = true
+			case opEqual:
+				want = v == value
+			case opNotEqual:
+				want = v != value
+			case opMatches:
+				want = sel.re.MatchString(v)
+			}
+			if got != want {
+				t.Fatalf("%q on label %q=%q: match %v, want %v", text, key, v, got, want)
+			}
+		}
+		absent := flt.Match(Map(nil, map[string]string{key + "x": value}))
+		if absent != (sel.op == opNotEqual) {
+			t.Fatalf("%q on an object without the label: match %v", text, absent)
+		}
+	})
+}

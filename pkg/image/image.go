@@ -41,8 +41,9 @@ const (
 	MaxIndexSize    = 4 << 20 // bytes, for indexes and manifest lists
 	MaxConfigSize   = 8 << 20 // bytes, for image configs
 
-	// maxIndexDepth bounds the nesting of indexes in Manifest.
-	maxIndexDepth = 4
+	// MaxIndexDepth bounds the nesting of indexes, in Manifest and in a
+	// pull: an index at this depth (the top one is at 0) is refused.
+	MaxIndexDepth = 4
 )
 
 // Manifest returns the manifest desc designates. desc is a manifest, or an
@@ -86,8 +87,8 @@ func manifest(ctx context.Context, p content.Provider, desc ocispec.Descriptor, 
 		}
 		return mf, m.Match(img.Platform), nil
 	case IsIndex(desc.MediaType):
-		if depth >= maxIndexDepth {
-			return ocispec.Manifest{}, false, fmt.Errorf("index %s: nested more than %d deep: %w", desc.Digest, maxIndexDepth, errdefs.ErrInvalidArgument)
+		if depth >= MaxIndexDepth {
+			return ocispec.Manifest{}, false, fmt.Errorf("index %s: nested more than %d deep: %w", desc.Digest, MaxIndexDepth, errdefs.ErrInvalidArgument)
 		}
 		idx, err := ReadIndex(ctx, p, desc)
 		if err != nil {
@@ -232,6 +233,9 @@ func ReadManifest(ctx context.Context, p content.Provider, desc ocispec.Descript
 	if err := readJSON(ctx, p, desc, "manifest", MaxManifestSize, &mf); err != nil {
 		return mf, err
 	}
+	if err := checkDescriptors("manifest", desc, append([]ocispec.Descriptor{mf.Config}, mf.Layers...)); err != nil {
+		return ocispec.Manifest{}, err
+	}
 	return mf, nil
 }
 
@@ -243,6 +247,9 @@ func ReadIndex(ctx context.Context, p content.Provider, desc ocispec.Descriptor)
 	}
 	if err := readJSON(ctx, p, desc, "index", MaxIndexSize, &idx); err != nil {
 		return idx, err
+	}
+	if err := checkDescriptors("index", desc, idx.Manifests); err != nil {
+		return ocispec.Index{}, err
 	}
 	return idx, nil
 }
@@ -260,7 +267,28 @@ func ReadConfig(ctx context.Context, p content.Provider, configDesc ocispec.Desc
 	if img.RootFS.Type != "layers" {
 		return img, fmt.Errorf("config %s: rootfs type %q, want \"layers\": %w", configDesc.Digest, img.RootFS.Type, errdefs.ErrInvalidArgument)
 	}
+	// DiffIDs name snapshots and the keys of their unpacking.
+	for i, d := range img.RootFS.DiffIDs {
+		if err := d.Validate(); err != nil {
+			return ocispec.Image{}, fmt.Errorf("config %s: diff ID %d %q: %w: %w", configDesc.Digest, i, d, err, errdefs.ErrInvalidArgument)
+		}
+	}
 	return img, nil
+}
+
+// checkDescriptors refuses the blob desc when one of the descriptors it
+// lists can match no blob: an invalid digest or a negative size. Caught
+// here, they never reach a fetch, an ingest or a snapshot name.
+func checkDescriptors(what string, desc ocispec.Descriptor, descs []ocispec.Descriptor) error {
+	for i, d := range descs {
+		if err := d.Digest.Validate(); err != nil {
+			return fmt.Errorf("%s %s: descriptor %d: digest %q: %w: %w", what, desc.Digest, i, d.Digest, err, errdefs.ErrInvalidArgument)
+		}
+		if d.Size < 0 {
+			return fmt.Errorf("%s %s: descriptor %d (%s): size %d: %w", what, desc.Digest, i, d.Digest, d.Size, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
 }
 
 // readJSON reads the blob desc, at most limit bytes, checks its size and

@@ -219,7 +219,9 @@ func rootfsKey(id string) string { return "sandbox-" + id }
 // writeFiles writes the pod's hostname, hosts and resolv.conf, and mounts
 // its /dev/shm.
 func (m *Manager) writeFiles(spec Spec, p Paths) error {
-	if err := os.MkdirAll(p.Dir, 0o755); err != nil {
+	// 0700: the files are bound into the containers by the runtime, as
+	// root; no one else needs to reach them.
+	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return fmt.Errorf("sandbox %s: files: %w", spec.ID, err)
 	}
 	for _, f := range []struct {

@@ -114,6 +114,9 @@ func TestConfigBadValuesAreNamed(t *testing.T) {
 		{"[log]\nverbosity = \"high\"\n", "verbosity"},
 		{"[image]\nmax_concurrent_downloads = 0\n", "max_concurrent_downloads"},
 		{"[image]\nstall_timeout = \"never\"\n", "never"},
+		{"[cri]\nsandbox_image = \"Not A Reference!\"\n", "cri.sandbox_image"},
+		{"[cri.runtimes.x]\nbinary = \"relative/runc\"\n", "cri.runtimes.x.binary"},
+		{"[cri.runtimes.\"a/b\"]\n", "cri.runtimes.a/b.binary"},
 	} {
 		_, err := server.LoadConfig(writeFile(t, c.file))
 		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), c.key) {

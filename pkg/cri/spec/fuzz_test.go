@@ -123,7 +123,7 @@ func checkSpec(t *testing.T, s *specs.Spec, parent, id string) {
 			t.Fatalf("HOME %q", v)
 		}
 	}
-	if s.Linux.CgroupsPath != parent+"/"+id {
+	if s.Linux.CgroupsPath != path.Join(parent, id) {
 		t.Fatalf("cgroups path %q", s.Linux.CgroupsPath)
 	}
 	for _, d := range s.Linux.Devices {
@@ -140,6 +140,105 @@ func checkSpec(t *testing.T, s *specs.Spec, parent, id string) {
 			if !slices.Contains(knownCapabilities, n) {
 				t.Fatalf("capability %q", n)
 			}
+		}
+	}
+}
+
+// FuzzSandboxSpec feeds serialised pod configs and pause image configs
+// to Sandbox, with either cgroup driver. It must never panic; a refusal
+// has a class; a spec it returns holds what FuzzContainerSpec checks (the
+// cgroup under the pod's parent), and the pause container's own
+// guarantees: a read-only rootfs, no new privileges, the pod's network
+// namespace when it has one, a hostname without a path separator or a
+// line break, sysctls only of the namespaces the pod owns.
+func FuzzSandboxSpec(f *testing.F) {
+	full := testSandboxConfig()
+	full.Linux.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "1024", "kernel.shmmax": "65536", "net/core/somaxconn": "1"}
+	full.Linux.SecurityContext.RunAsUser, full.Linux.SecurityContext.RunAsGroup = i64(1234), i64(5678)
+	full.Linux.SecurityContext.SupplementalGroups = []int64{3, 1}
+	full.Linux.SecurityContext.Seccomp = &runtime.SecurityProfile{}
+	full.Labels, full.Annotations = map[string]string{"a": "b"}, map[string]string{"c": "d"}
+	host := testSandboxConfig()
+	host.Linux.SecurityContext.NamespaceOptions = &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE, Ipc: runtime.NamespaceMode_NODE, Pid: runtime.NamespaceMode_NODE}
+	host.Linux.SecurityContext.Privileged = true
+	host.Linux.CgroupParent = "kubepods-besteffort-podx.slice"
+	evil := testSandboxConfig()
+	evil.Hostname = "a/../b\n"
+	evil.Linux.CgroupParent = "/../../x/./y/"
+	evil.Linux.Sysctls = map[string]string{"net.ipv4/../../kernel/panic": "1", "kernel.shm+max": "1"}
+	for _, c := range []*runtime.PodSandboxConfig{testSandboxConfig(), full, host, evil} {
+		b, err := proto.Marshal(c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		img, _ := json.Marshal(pauseImage())
+		f.Add(b, img, false)
+		f.Add(b, img, true)
+		f.Add(b, []byte(`{"User":"4294967296","Entrypoint":["/pause"],"Env":["HOME=/a\nb","=x","A"]}`), false)
+	}
+	f.Fuzz(func(t *testing.T, cfgBytes, imageJSON []byte, systemd bool) {
+		cfg := &runtime.PodSandboxConfig{}
+		if err := proto.Unmarshal(cfgBytes, cfg); err != nil {
+			return
+		}
+		var image ocispec.ImageConfig
+		if err := json.Unmarshal(imageJSON, &image); err != nil {
+			return
+		}
+		opts := sandboxOptions()
+		opts.Users = testUsers()
+		opts.SeccompProfile = []byte(localProfile)
+		if systemd {
+			opts.Runtime.CgroupDriver = Systemd
+		}
+		hostNet := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtime.NamespaceMode_NODE
+		if hostNet {
+			opts.NetNSPath = ""
+		}
+		s, err := Sandbox(&image, cfg, opts)
+		if err != nil {
+			if !errdefs.IsInvalidArgument(err) && !errdefs.IsFailedPrecondition(err) && !errdefs.IsNotImplemented(err) {
+				t.Fatalf("error of no class: %v", err)
+			}
+			return
+		}
+		checkSandboxSpec(t, s, cfg, opts, hostNet)
+	})
+}
+
+func checkSandboxSpec(t *testing.T, s *specs.Spec, cfg *runtime.PodSandboxConfig, opts SandboxOptions, hostNet bool) {
+	t.Helper()
+	if opts.Runtime.CgroupDriver == Systemd {
+		if want := ":cri-runtime:" + opts.ID; !strings.HasSuffix(s.Linux.CgroupsPath, want) || strings.ContainsAny(strings.TrimSuffix(s.Linux.CgroupsPath, want), "/:\x00") {
+			t.Fatalf("systemd cgroups path %q", s.Linux.CgroupsPath)
+		}
+		s.Linux.CgroupsPath = path.Join("/x", opts.ID) // checked; let checkSpec see a cgroupfs one
+	}
+	checkSpec(t, s, path.Dir(s.Linux.CgroupsPath), opts.ID)
+	if parent := cfg.GetLinux().GetCgroupParent(); opts.Runtime.CgroupDriver != Systemd && parent != "" && path.Dir(s.Linux.CgroupsPath) != parent {
+		t.Fatalf("cgroups path %q is not under the pod's parent %q", s.Linux.CgroupsPath, parent)
+	}
+	if !s.Root.Readonly || !s.Process.NoNewPrivileges {
+		t.Fatalf("root %+v no new privileges %v", s.Root, s.Process.NoNewPrivileges)
+	}
+	if strings.ContainsAny(s.Hostname, "/\x00\n") {
+		t.Fatalf("hostname %q", s.Hostname)
+	}
+	var netns *specs.LinuxNamespace
+	for i, ns := range s.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			netns = &s.Linux.Namespaces[i]
+		}
+	}
+	if hostNet != (netns == nil) || (netns != nil && netns.Path != opts.NetNSPath) {
+		t.Fatalf("host network %v, network namespace %+v", hostNet, netns)
+	}
+	for k := range s.Linux.Sysctl {
+		name := strings.ReplaceAll(k, "/", ".")
+		owned := strings.HasPrefix(name, "net.") || name == "kernel.sem" || strings.HasPrefix(name, "kernel.shm") ||
+			strings.HasPrefix(name, "kernel.msg") || strings.HasPrefix(name, "fs.mqueue.")
+		if !owned || strings.Contains(k, "..") || (hostNet && strings.HasPrefix(name, "net.")) {
+			t.Fatalf("sysctl %q", k)
 		}
 	}
 }

@@ -35,13 +35,14 @@ const epochUnix = 1700000000
 
 // Entry is one tar entry of a layer.
 type Entry struct {
-	Name     string      // path in the layer, "/"-separated, no leading "/"
-	Type     byte        // tar.TypeReg, TypeDir, TypeSymlink or TypeLink
-	Mode     os.FileMode // permission bits (and setuid/setgid/sticky)
-	Content  []byte      // of a regular file
-	Target   string      // of a symlink or hard link
-	UID, GID int
-	Xattrs   map[string]string // PAX "SCHILY.xattr." records
+	Name         string      // path in the layer, "/"-separated, no leading "/"
+	Type         byte        // tar.TypeReg, TypeDir, TypeSymlink, TypeLink, TypeChar, TypeBlock or TypeFifo
+	Mode         os.FileMode // permission bits (and setuid/setgid/sticky)
+	Content      []byte      // of a regular file
+	Target       string      // of a symlink or hard link
+	UID, GID     int
+	Major, Minor int64             // of a device node
+	Xattrs       map[string]string // PAX "SCHILY.xattr." records
 }
 
 // File is a regular file.
@@ -74,6 +75,12 @@ func Whiteout(name string) Entry {
 // "dir/.wh..wh..opq".
 func Opaque(dir string) Entry {
 	return Entry{Name: strings.TrimSuffix(dir, "/") + "/.wh..wh..opq", Type: tar.TypeReg, Mode: 0o644}
+}
+
+// Device is a device node (tar.TypeChar or tar.TypeBlock) or, with
+// tar.TypeFifo, a named pipe.
+func Device(name string, typ byte, major, minor int64, mode os.FileMode) Entry {
+	return Entry{Name: name, Type: typ, Mode: mode, Major: major, Minor: minor}
 }
 
 // Layer is a built layer blob.
@@ -115,6 +122,8 @@ func buildTar(t testing.TB, entries []Entry) []byte {
 			Linkname: e.Target,
 			Uid:      e.UID,
 			Gid:      e.GID,
+			Devmajor: e.Major,
+			Devminor: e.Minor,
 			ModTime:  time.Unix(epochUnix, 0),
 			Format:   tar.FormatPAX,
 		}

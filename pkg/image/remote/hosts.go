@@ -18,6 +18,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 )
@@ -357,7 +358,15 @@ func headers(m map[string]any) (http.Header, error) {
 		if err != nil {
 			return nil, err
 		}
+		// net/http refuses such a header on every request, with no class:
+		// refuse the file instead, naming the header.
+		if !httpguts.ValidHeaderFieldName(k) {
+			return nil, fmt.Errorf("header %q: not a valid header name: %w", k, errdefs.ErrInvalidArgument)
+		}
 		for _, val := range vals {
+			if !httpguts.ValidHeaderFieldValue(val) {
+				return nil, fmt.Errorf("header %q: value %q: control characters: %w", k, val, errdefs.ErrInvalidArgument)
+			}
 			h.Add(k, val)
 		}
 	}

@@ -120,6 +120,11 @@ func TestParseHostsErrors(t *testing.T) {
 		`server = "ftp://registry.example.com"`,
 		`server = "https://"`,
 		`[host."https://m?x=1"]`,
+		// net/http would refuse these on every request.
+		`[host."https://m"]
+  header = { "bad name" = "v" }`,
+		`[host."https://m"]
+  header = { x = "a\r\nInjected: 1" }`,
 	} {
 		eps, err := ParseHosts("registry.example.com", "", []byte(file), nil)
 		if !errdefs.IsInvalidArgument(err) {

@@ -40,13 +40,18 @@ type puller struct {
 	ctx context.Context
 
 	root     digest.Digest          // the target the reference resolved to
-	mu       sync.Mutex             // guards selected and jobs
+	mu       sync.Mutex             // guards selected, handled, depth and jobs
 	selected map[digest.Digest]bool // manifests and indexes to unpack
-	jobs     []*unpackJob
+	// handled holds the indexes and manifests handled, and whether they
+	// were selected then; depth the nesting of indexes (the root's is 0).
+	handled map[digest.Digest]bool
+	depth   map[digest.Digest]int
+	jobs    []*unpackJob
 }
 
 func newPuller(s *Service, f *remote.Fetcher, o *pullOptions, rep *reporter) *puller {
-	return &puller{s: s, fetcher: f, o: o, rep: rep, matcher: o.matcher(), unpackM: o.unpackMatcher(), selected: map[digest.Digest]bool{}}
+	return &puller{s: s, fetcher: f, o: o, rep: rep, matcher: o.matcher(), unpackM: o.unpackMatcher(),
+		selected: map[digest.Digest]bool{}, handled: map[digest.Digest]bool{}, depth: map[digest.Digest]int{}}
 }
 
 // openIngest opens the writer of desc's ingest under the pull's lease, as
@@ -92,6 +97,9 @@ func (p *puller) run(ctx context.Context, root ocispec.Descriptor) error {
 // handle is the Handler of the pull: fetch the blob, then find the
 // children to fetch next.
 func (p *puller) handle(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	if (image.IsIndex(desc.MediaType) || image.IsManifest(desc.MediaType)) && p.handledBefore(desc) {
+		return nil, nil
+	}
 	switch mt := desc.MediaType; {
 	case image.IsIndex(mt):
 		return p.handleIndex(ctx, desc)
@@ -109,6 +117,12 @@ func (p *puller) handle(ctx context.Context, desc ocispec.Descriptor) ([]ocispec
 // returns the manifests of the platforms asked for. It selects the one
 // to unpack when the index itself is selected.
 func (p *puller) handleIndex(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	p.mu.Lock()
+	depth := p.depth[desc.Digest]
+	p.mu.Unlock()
+	if depth >= image.MaxIndexDepth {
+		return nil, fmt.Errorf("index %s: nested more than %d deep: %w", desc.Digest, image.MaxIndexDepth, errdefs.ErrInvalidArgument)
+	}
 	if err := p.fetchBlob(ctx, desc); err != nil {
 		return nil, err
 	}
@@ -122,6 +136,11 @@ func (p *puller) handleIndex(ctx context.Context, desc ocispec.Descriptor) ([]oc
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for _, c := range children {
+		if image.IsIndex(c.MediaType) {
+			p.depth[c.Digest] = max(p.depth[c.Digest], depth+1)
+		}
+	}
 	if p.selected[desc.Digest] {
 		if best, ok := bestManifest(children, p.unpackM); ok {
 			p.selected[best.Digest] = true
@@ -169,12 +188,15 @@ func (p *puller) handleManifest(ctx context.Context, desc ocispec.Descriptor) ([
 		return nil, err
 	}
 	config, layers := children[0], children[1:]
-	if err := p.fetchBlob(ctx, config); err != nil {
-		return nil, err
-	}
 	p.mu.Lock()
 	selected := p.selected[desc.Digest]
 	p.mu.Unlock()
+	if err := checkLayers(desc, layers, selected); err != nil {
+		return nil, err
+	}
+	if err := p.fetchBlob(ctx, config); err != nil {
+		return nil, err
+	}
 	if !selected {
 		return layers, nil
 	}
@@ -183,6 +205,36 @@ func (p *puller) handleManifest(ctx context.Context, desc ocispec.Descriptor) ([
 		return nil, err
 	}
 	return job.todo(), nil
+}
+
+// handledBefore records that the index or manifest desc is handled now,
+// and reports whether it was handled already: a tree that names one
+// several times (a hostile index may list the same index thousands of
+// times at every level) is walked once. One handled before it was
+// selected for unpacking is handled again once selected.
+func (p *puller) handledBefore(desc ocispec.Descriptor) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	selected := p.selected[desc.Digest]
+	if was, ok := p.handled[desc.Digest]; ok && (was || !selected) {
+		return true
+	}
+	p.handled[desc.Digest] = selected
+	return false
+}
+
+// checkLayers refuses a manifest that lists an index or a manifest among
+// its layers (the walk would go on through it, as deep as the registry
+// likes) and, for the manifest to unpack, any layer of a media type that
+// cannot be unpacked, which no unpack job would ever claim.
+func checkLayers(mf ocispec.Descriptor, layers []ocispec.Descriptor, unpack bool) error {
+	for i, l := range layers {
+		mt := l.MediaType
+		if image.IsIndex(mt) || image.IsManifest(mt) || image.IsSchema1(mt) || (unpack && !image.IsLayer(mt)) {
+			return fmt.Errorf("manifest %s: layer %d (%s) has media type %q, not a layer: %w", mf.Digest, i, l.Digest, mt, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
 }
 
 // handleLayer fetches a layer and has it applied: streamed straight from

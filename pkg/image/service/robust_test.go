@@ -40,6 +40,10 @@ func TestPullRefusesMaliciousImages(t *testing.T) {
 	}
 	lying := base
 	lying.DiffID = digest.FromString("not the diff ID")
+	// Too short to name a snapshot: its unpack key took a slice of it
+	// that panicked, and the panic took the daemon down.
+	short := base
+	short.DiffID = "sha256:abc"
 	bomb := layer(imagetest.File("zeros", string(make([]byte, 8<<20)), 0o644))
 	huge := strings.Repeat("x", 1<<20)
 
@@ -60,6 +64,7 @@ func TestPullRefusesMaliciousImages(t *testing.T) {
 		{"absolute hard link", imagetest.Image{Layers: []imagetest.Layer{base, layer(imagetest.Hardlink("shadow", "/etc/shadow"))}}, errdefs.IsInvalidArgument, "shadow", false},
 		{"whiteout outside", imagetest.Image{Layers: []imagetest.Layer{base, layer(imagetest.Whiteout("../../../../../../../.." + victim))}}, errdefs.IsInvalidArgument, "wh", false},
 		{"config lies about the diff ID", imagetest.Image{Layers: []imagetest.Layer{lying}}, errdefs.IsInvalidArgument, "diff ID", false},
+		{"config with an invalid diff ID", imagetest.Image{Layers: []imagetest.Layer{short}}, errdefs.IsInvalidArgument, "diff ID 0", false},
 		{"decompression bomb", imagetest.Image{Layers: []imagetest.Layer{base, bomb}}, func(err error) bool { return errdefs.IsFailedPrecondition(err) || errdefs.IsInvalidArgument(err) }, "exceeds", false},
 		{"config over the limit", imagetest.Image{Layers: []imagetest.Layer{base}, Config: ocispec.ImageConfig{Env: []string{strings.Repeat(huge, 9)}}}, errdefs.IsInvalidArgument, "limit", false},
 	}
@@ -245,6 +250,32 @@ func TestPullRefusesBlobThatLiesAboutItsDigest(t *testing.T) {
 		if _, err := e.DB.ContentStore().Status(e.ctx, ingestRef(lie.Desc)); !errdefs.IsNotFound(err) {
 			t.Errorf("%s: the bad ingest was kept for resuming: %v", sn, err)
 		}
+	}
+}
+
+// A registry that serves another layer's bytes under a layer's digest:
+// neither the digest nor the diff ID match. The pull is refused for the
+// digest, FailedPrecondition, whether the layer was applied while it
+// downloaded or after: the streamed apply reported the diff ID, as
+// InvalidArgument.
+func TestPullRefusesBlobServedWithOtherContent(t *testing.T) {
+	// Uncompressed, so that both blobs have the size the manifest says.
+	random := func() imagetest.Layer {
+		b := make([]byte, 64<<10)
+		_, _ = rand.Read(b)
+		return imagetest.NewLayer(t, image.CompressionNone, imagetest.File("random", string(b), 0o644))
+	}
+	real, other := random(), random()
+	built := imagetest.Image{Layers: []imagetest.Layer{real}}.Build(t)
+	for _, sn := range []string{"overlayfs", "native"} {
+		e := newTestEnv(t, sn)
+		host := serveFake(t, built, func(f *fakeRegistry) { f.blobs[real.Desc.Digest] = other.Blob })
+		_, err := e.svc.Pull(e.ctx, host+"/test/other:v1")
+		if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "does not match its descriptor") {
+			t.Fatalf("%s: pull: %v, want FailedPrecondition: does not match its descriptor", sn, err)
+		}
+		e.checkNothingLeft(t, built)
+		e.checkNoLease(t)
 	}
 }
 

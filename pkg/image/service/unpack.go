@@ -237,11 +237,14 @@ func (j *unpackJob) stream(ctx context.Context, i int, w content.Writer) error {
 		if cerr := aw.Close(); err == nil {
 			err = cerr
 		}
-		if err == nil && aerr == nil {
-			err = j.checkDiffID(i, diffID)
-		}
+		// The blob's digest first: when the registry sent other bytes,
+		// that is what went wrong (FailedPrecondition, as when the blob
+		// is committed before it is applied), whatever the diff ID says.
 		if err == nil {
 			err = p.commitBlob(ctx, w, desc)
+		}
+		if err == nil && aerr == nil {
+			err = j.checkDiffID(i, diffID)
 		}
 		if err == nil && aerr != nil {
 			return j.applyAlone(ctx, i, aerr)

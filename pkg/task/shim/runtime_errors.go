@@ -27,6 +27,10 @@ var runtimeMessages = []struct {
 	{[]string{"not running", "cannot exec in a stopped container", "not paused", "is paused", "not stopped",
 		"not in `created` or `stopped` state", "already running", "has stopped", "no such process"}, errdefs.ErrFailedPrecondition},
 	{[]string{"no space left on device", "disk quota exceeded"}, errdefs.ErrResourceExhausted},
+	// The working directory cannot be made or entered in the rootfs (a
+	// path of the image's through a file or a dangling symlink): after
+	// the row above, so that a full disk stays ResourceExhausted.
+	{[]string{"error during container init: mkdir ", "chdir `"}, errdefs.ErrInvalidArgument},
 }
 
 // runtimeError is the one place that reads the OCI runtime's error output:

@@ -32,6 +32,10 @@ func TestRuntimeErrorClasses(t *testing.T) {
 		{"/usr/bin/runc did not terminate successfully: exit status 1",
 			`runc create failed: unable to start container process: exec: "/nonexistent": stat /nonexistent: no such file or directory`, errdefs.ErrInvalidArgument},
 		{"exit status 255", `exec failed: unable to start container process: exec: "/nonexist": stat /nonexist: no such file or directory`, errdefs.ErrInvalidArgument},
+		{"/usr/sbin/runc did not terminate successfully: exit status 1",
+			"runc create failed: unable to start container process: error during container init: mkdir /w: file exists", errdefs.ErrInvalidArgument},
+		{"/usr/sbin/runc did not terminate successfully: exit status 1",
+			"runc create failed: unable to start container process: error during container init: mkdir /w: no space left on device", errdefs.ErrResourceExhausted},
 		// crun
 		{"exit status 1: the container `c1` is not running", "", errdefs.ErrFailedPrecondition},
 		{"exit status 1: the container `c1` is not in `created` or `stopped` state", "", errdefs.ErrFailedPrecondition},
@@ -41,6 +45,7 @@ func TestRuntimeErrorClasses(t *testing.T) {
 		{"exit status 1: container `c1` already exists", "", errdefs.ErrAlreadyExists},
 		{"/usr/bin/crun did not terminate successfully: exit status 1", "executable file `/nonexistent` not found in $PATH: No such file or directory", errdefs.ErrInvalidArgument},
 		{"/usr/bin/crun did not terminate successfully: exit status 1", "open executable: Invalid argument", errdefs.ErrInvalidArgument},
+		{"/usr/bin/crun did not terminate successfully: exit status 1", "chdir `/w/sub`: No such file or directory", errdefs.ErrInvalidArgument},
 		// both
 		{"exit status 1: write /sys/fs/cgroup/x: no space left on device", "", errdefs.ErrResourceExhausted},
 		{"exit status 1: something nobody expected", "", errdefs.ErrUnknown},
