@@ -1,6 +1,8 @@
-# The steps of hack/critest/run.sh, sourced by it: its variables (work,
-# sock, report, pids, runtime, subnet, bridge, cni_bin, sandbox_image, tools,
-# cgroups_before) are set before.
+# The steps of hack/critest/run.sh, sourced by it (and by
+# hack/bench/cri/run.sh): its variables (work, sock, report, pids, runtime,
+# subnet, bridge, cni_bin, sandbox_image, tools, cgroups_before) are set
+# before. cni_network (default critest) names the CNI network;
+# CRI_RUNTIME_METRICS is the [metrics] address of cri-runtime (default none).
 
 crictl() { "$tools/crictl" --config "$work/crictl.yaml" "$@"; }
 
@@ -63,7 +65,7 @@ write_cni_conf() {
 	cat >"$1/10-critest.conflist" <<-EOF
 		{
 		  "cniVersion": "1.0.0",
-		  "name": "critest",
+		  "name": "${cni_network:-critest}",
 		  "plugins": [
 		    {
 		      "type": "bridge",
@@ -143,7 +145,7 @@ start_cri_runtime() {
 		[grpc]
 		  address = "$work/mgmt.sock"
 		[metrics]
-		  address = ""
+		  address = "${CRI_RUNTIME_METRICS:-}"
 		[image]
 		  config_path = "$work/hosts"
 		[cri]
@@ -221,7 +223,7 @@ cleanup() {
 		grep -qxF "$p" <<<"$cgroups_before" || rmdir "$p" 2>/dev/null
 	done
 	ip link del "$bridge" 2>/dev/null
-	purge_portmap critest
+	purge_portmap "${cni_network:-critest}"
 	host_state_leave
 	if [ "${CRITEST_KEEP:-}" = 1 ]; then
 		echo "run.sh: kept $work" >&2
