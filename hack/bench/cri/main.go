@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,7 @@ func (r *runtimeFlags) Set(v string) error { *r = append(*r, v); return nil }
 
 var (
 	runtimes     runtimeFlags
+	cpuFiles     runtimeFlags
 	pauseImage   = flag.String("pause", "", "the runtimes' sandbox image, pulled before the timings (empty: each pulls its own)")
 	image        = flag.String("image", "", "the container image (required): busybox, with sh and sleep")
 	n            = flag.Int("n", 50, "pods started one after the other, per runtime and round")
@@ -63,6 +65,8 @@ var (
 func main() {
 	flag.Var(&runtimes, "runtime", "NAME=ENDPOINT of a runtime, e.g. containerd=unix:///run/containerd/containerd.sock; "+
 		"repeat it: the first is the reference of the ratios")
+	flag.Var(&cpuFiles, "cpu", "NAME=FILE: the CPU usage of runtime NAME's cgroup (daemon, shims, runc, CNI plugins), "+
+		"cgroup v1 cpuacct.usage or v2 cpu.stat; repeatable")
 	klog.InitFlags(nil)
 	flag.Parse()
 	if len(runtimes) == 0 || *image == "" {
@@ -84,6 +88,18 @@ func main() {
 			log.Fatal(err)
 		}
 		rts = append(rts, rt)
+	}
+	for _, c := range cpuFiles {
+		name, file, _ := strings.Cut(c, "=")
+		found := false
+		for _, rt := range rts {
+			if rt.name == name {
+				rt.cpuFile, found = file, true
+			}
+		}
+		if _, err := readCPU(file); !found || err != nil {
+			log.Fatalf("-cpu %q: no such runtime, or %v", c, err)
+		}
 	}
 	res, err := runAll(ctx, rts)
 	if err != nil {
@@ -154,10 +170,10 @@ func runAll(ctx context.Context, rts []*runtimeUnderTest) (map[string]samples, e
 		run  func(*runtimeUnderTest, string, timer) error
 	}{
 		{"sequential", func(rt *runtimeUnderTest, prefix string, t timer) error {
-			return rt.sequential(ctx, prefix, *n, t)
+			return rt.perPodCPU(t, mCPUSeq, *n, func() error { return rt.sequential(ctx, prefix, *n, t) })
 		}},
 		{"parallel", func(rt *runtimeUnderTest, prefix string, t timer) error {
-			return rt.parallel(ctx, prefix, *parallelPods, *parallel, t)
+			return rt.perPodCPU(t, mCPUPar, *parallelPods, func() error { return rt.parallel(ctx, prefix, *parallelPods, *parallel, t) })
 		}},
 		{"list", func(rt *runtimeUnderTest, prefix string, t timer) error {
 			return rt.list(ctx, prefix, *listPods, *listCalls, t)
@@ -311,6 +327,47 @@ func all(pods []*pod, fn func(*pod) error) error {
 		}
 	}
 	return nil
+}
+
+// perPodCPU runs phase and records the CPU time the runtime's cgroup
+// spent in it, per pod of the count it starts.
+func (r *runtimeUnderTest) perPodCPU(t timer, metric string, count int, phase func() error) error {
+	if r.cpuFile == "" {
+		return phase()
+	}
+	before, err := readCPU(r.cpuFile)
+	if err != nil {
+		return err
+	}
+	if err := phase(); err != nil {
+		return err
+	}
+	after, err := readCPU(r.cpuFile)
+	if err != nil {
+		return err
+	}
+	t.add(metric, (after-before)/time.Duration(count))
+	return nil
+}
+
+// readCPU reads a cgroup's CPU usage: cgroup v1 cpuacct.usage
+// (nanoseconds) or the usage_usec of cgroup v2 cpu.stat.
+func readCPU(file string) (time.Duration, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	if strings.HasSuffix(file, "cpu.stat") {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+				us, err := strconv.ParseInt(v, 10, 64)
+				return time.Duration(us) * time.Microsecond, err
+			}
+		}
+		return 0, fmt.Errorf("%s: no usage_usec", file)
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return time.Duration(ns), err
 }
 
 // loadavg is the first three fields of /proc/loadavg.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -22,8 +23,13 @@ const (
 
 // The process of the container: a shell that exits on the stop signal at
 // once (PID 1 of its PID namespace ignores signals it does not handle),
-// so that StopContainer times the stop, not the grace period.
-var command = []string{"sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"}
+// so that StopContainer times the stop, not the grace period. It logs
+// readyLine once it handles the signal: the bench waits for it (untimed)
+// before a teardown, which would else wait out the grace period when the
+// signal comes first.
+var command = []string{"sh", "-c", "trap 'exit 0' TERM; echo " + readyLine + "; sleep 2147483647 & wait"}
+
+const readyLine = "podbench-ready"
 
 // The paths kubelet masks and makes read-only in a container that is not
 // privileged (the defaults of its security context).
@@ -40,15 +46,18 @@ type runtimeUnderTest struct {
 	img   internalapi.ImageManagerService
 	image string // the container image
 	dir   string // kubelet's side: pod log and data directories
+	// cpuFile is the CPU usage file of the runtime's cgroup; "" unknown.
+	cpuFile string
 }
 
 // pod is one pod of the bench as kubelet would run it.
 type pod struct {
-	cfg    *runtime.PodSandboxConfig
-	ctr    *runtime.ContainerConfig
-	id     string // sandbox
-	ctrID  string
-	podDir string
+	cfg     *runtime.PodSandboxConfig
+	ctr     *runtime.ContainerConfig
+	id      string // sandbox
+	ctrID   string
+	podDir  string
+	logPath string // the container's log
 }
 
 // newPod writes kubelet's side of a pod (its data directory, the
@@ -60,7 +69,8 @@ func (r *runtimeUnderTest) newPod(name string) (*pod, error) {
 	logDir := filepath.Join(r.dir, "log", podNamespace+"_"+name+"_"+uid)
 	hosts := filepath.Join(podDir, "etc-hosts")
 	termLog := filepath.Join(podDir, "containers", "main", randomUID()[:8])
-	for _, d := range []string{logDir, filepath.Dir(termLog)} {
+	// kubelet makes the pod's log directory and the container's in it.
+	for _, d := range []string{filepath.Join(logDir, "main"), filepath.Dir(termLog)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
@@ -114,7 +124,7 @@ func (r *runtimeUnderTest) newPod(name string) (*pod, error) {
 				MaskedPaths: maskedPaths, ReadonlyPaths: readonlyPaths},
 		},
 	}
-	return &pod{cfg: cfg, ctr: ctr, podDir: podDir}, nil
+	return &pod{cfg: cfg, ctr: ctr, podDir: podDir, logPath: filepath.Join(logDir, ctr.LogPath)}, nil
 }
 
 func randomUID() string {
@@ -191,11 +201,32 @@ func (r *runtimeUnderTest) start(ctx context.Context, p *pod, t timer) (run, tot
 	return run, time.Since(begin), nil
 }
 
+// waitReady waits until p's container logged readyLine: it handles the
+// stop signal.
+func (p *pod) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		b, err := os.ReadFile(p.logPath)
+		if err == nil && bytes.Contains(b, []byte(readyLine)) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("container %s did not log %q in %s: %v", p.ctrID, readyLine, p.logPath, err)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
 // stop tears p down in kubelet's order: StopContainer (its grace period),
 // StopPodSandbox, then, as kubelet's garbage collection does,
-// RemoveContainer and RemovePodSandbox. It returns the time of the whole,
-// and removes kubelet's side of the pod.
+// RemoveContainer and RemovePodSandbox. It returns the time of the whole
+// (from after waitReady, untimed), and removes kubelet's side of the pod.
 func (r *runtimeUnderTest) stop(ctx context.Context, p *pod, t timer) (time.Duration, error) {
+	if err := p.waitReady(ctx); err != nil {
+		return 0, err
+	}
 	begin := time.Now()
 	steps := []struct {
 		metric string

@@ -30,18 +30,22 @@ const (
 	mParDown    = "pod teardown, %d at once"
 	mListCtrs   = "ListContainers, %d pods"
 	mListPods   = "ListPodSandbox, %d pods"
+	// CPU time of the runtime (daemon, shims, runc, CNI plugins: its
+	// cgroup) per pod started and torn down: one sample per round.
+	mCPUSeq = "CPU per pod (start + teardown), sequential"
+	mCPUPar = "CPU per pod (start + teardown), %d at once"
 )
 
 // metricOrder is the rows of the table; the %d are filled by names.
 var metricOrder = []string{
 	mRun, mPodStatus, mImage, mCreate, mStart, mCreateStrt, mPodStart,
 	mStopCtr, mStopPod, mRemoveCtr, mRemovePod, mTeardown,
-	mParRun, mParStart, mParDown, mListCtrs, mListPods,
+	mParRun, mParStart, mParDown, mListCtrs, mListPods, mCPUSeq, mCPUPar,
 }
 
 // headline are the rows the targets are about: the short table.
 var headline = map[string]bool{mRun: true, mCreate: true, mStart: true, mCreateStrt: true, mPodStart: true,
-	mTeardown: true, mParStart: true, mListCtrs: true}
+	mTeardown: true, mParStart: true, mListCtrs: true, mCPUSeq: true, mCPUPar: true}
 
 // recorder gathers the samples of the runtimes, from many goroutines.
 type recorder struct {
@@ -156,7 +160,7 @@ type report struct {
 // label fills the %d of a metric's name.
 func (r report) label(metric string) string {
 	switch metric {
-	case mParRun, mParStart, mParDown:
+	case mParRun, mParStart, mParDown, mCPUPar:
 		return fmt.Sprintf(metric, r.parallel)
 	case mListCtrs, mListPods:
 		return fmt.Sprintf(metric, r.listPods)

@@ -24,6 +24,8 @@
 #   CRI_RUNTIME_METRICS  cri-runtime's /metrics address (host:port): its
 #                    per-phase histograms are saved in BENCH_REPORT at the end
 #   CNI_BIN_DIR      the CNI plugins (default /usr/lib/cni, Debian's)
+#   BENCH_RUNTIMES   the runtimes to run (default "containerd cri-runtime";
+#                    one alone for profiling: no ratios then)
 #   BENCH_KEEP=1     keep the work directory
 #
 # The markdown tables go to stdout and BENCH_REPORT/podbench.md.
@@ -68,7 +70,36 @@ pids=()
 cgroups_before=$(ls -d /sys/fs/cgroup/*/k8s.io 2>/dev/null || true)
 # shellcheck source=hack/critest/lib.sh
 . hack/critest/lib.sh
-declare -A runtime_pids
+declare -A runtime_pids cpu_cgroups
+
+# cpu_cgroup RUNTIME PID moves PID into a cgroup of its own (its children
+# to come with it: shims, runc, CNI plugins) and sets cpu_file to the
+# file of its CPU usage: the cost per pod in CPU time.
+cpu_cgroup() {
+	cpu_file=
+	local dir root
+	if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+		root=/sys/fs/cgroup
+	else
+		root=$(awk '$3 == "cgroup" && $4 ~ /(^|,)cpuacct(,|$)/ {print $2; exit}' /proc/self/mounts)
+	fi
+	[ -n "$root" ] || return 0
+	dir=$root/crbench-$1-$$
+	mkdir "$dir" || return 0
+	cpu_cgroups[$1]=$dir
+	echo "$2" >"$dir/cgroup.procs" || return 0
+	if [ "$root" = /sys/fs/cgroup ]; then cpu_file=$dir/cpu.stat; else cpu_file=$dir/cpuacct.usage; fi
+}
+
+# cpu_cgroups_remove moves what is left in those cgroups to the root
+# one, and removes them.
+cpu_cgroups_remove() {
+	local dir p
+	for dir in "${cpu_cgroups[@]}"; do
+		while read -r p; do echo "$p" >"$(dirname "$dir")/cgroup.procs"; done <"$dir/cgroup.procs"
+		rmdir "$dir"
+	done
+}
 
 # bench_cleanup removes the pods of each runtime, keeps their logs, then
 # runs lib.sh's cleanup over the whole work directory.
@@ -80,6 +111,7 @@ bench_cleanup() {
 		kill -0 "${runtime_pids[$rt]}" 2>/dev/null && crictl rmp -fa >/dev/null 2>&1
 		cp "$work/runtime.log" "$report/$rt.log" 2>/dev/null
 	done
+	cpu_cgroups_remove 2>/dev/null
 	work=$base runtime_pid=
 	[ "${BENCH_KEEP:-}" = 1 ] && CRITEST_KEEP=1
 	(exit "$status")
@@ -100,7 +132,9 @@ write_cni_conf "$base/net.d"
 
 # Each runtime in a work directory of its own; the CNI conf directory
 # and the hosts.toml directory are the shared ones.
-for runtime in containerd cri-runtime; do
+runtimes=${BENCH_RUNTIMES:-containerd cri-runtime}
+endpoints=()
+for runtime in $runtimes; do
 	work=$base/$runtime
 	sock=$work/cri.sock
 	mkdir -p "$work"
@@ -111,22 +145,26 @@ for runtime in containerd cri-runtime; do
 	case "$runtime" in
 	containerd) start_containerd ;;
 	cri-runtime) start_cri_runtime ;;
+	*) echo "run.sh: unknown runtime $runtime" >&2; exit 2 ;;
 	esac
 	runtime_pids[$runtime]=$runtime_pid
+	endpoints+=(-runtime "$runtime=unix://$sock")
+	cpu_cgroup "$runtime" "$runtime_pid"
+	[ -n "$cpu_file" ] && endpoints+=(-cpu "$runtime=$cpu_file")
 	wait_cri || { tail -50 "$work/runtime.log" >&2; exit 1; }
 done
 
 go build -o "$base/podbench" ./hack/bench/cri
 {
 	echo "Pod start, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, Linux $(uname -r), $(runc --version | head -1);"
-	echo "containerd $("${CONTAINERD_BIN:-$(dirname "$(command -v containerd)")}/containerd" --version | awk '{print $3}'),"
+	case " $runtimes " in *" containerd "*)
+		echo "containerd $("${CONTAINERD_BIN:-$(dirname "$(command -v containerd)")}/containerd" --version | awk '{print $3}')," ;;
+	esac
 	echo "cri-runtime $(git describe --always --dirty 2>/dev/null || echo '?'); load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
-	echo "Latencies seen by kubelet's CRI client (k8s.io/cri-client), in ms; the ratio is cri-runtime over containerd."
+	echo "Latencies seen by kubelet's CRI client (k8s.io/cri-client), in ms; the ratios are cri-runtime over containerd."
 	echo
 } >"$report/podbench.md"
-"$base/podbench" -runtime "containerd=unix://$base/containerd/cri.sock" \
-	-runtime "cri-runtime=unix://$base/cri-runtime/cri.sock" \
-	-pause "$sandbox_image" -image "$busybox_image" -dir "$base/kubelet" -json "$report/podbench.json" "$@" \
+"$base/podbench" "${endpoints[@]}" -pause "$sandbox_image" -image "$busybox_image" -dir "$base/kubelet" -json "$report/podbench.json" "$@" \
 	>>"$report/podbench.md"
 echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)." >>"$report/podbench.md"
 if [ -n "${CRI_RUNTIME_METRICS:-}" ]; then
