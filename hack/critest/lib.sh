@@ -207,7 +207,9 @@ cleanup() {
 	for p in $(grep -lzF -- "$work/" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
 		stop_pid "$p" # a shim of ours, found by the socket path in its arguments
 	done
-	find "$work/runc" "$work/state" -xdev -maxdepth 5 -name state.json -path '*runc*' 2>/dev/null | while read -r f; do
+	# runc's state of a container: ROOT/ID/state.json (containerd:
+	# runc/NS/ID; cri-runtime: state/tasks/NS/POD/ID/root/ID).
+	find "$work" -xdev -maxdepth 10 -name state.json -regextype egrep -regex '.*/[0-9a-f]{64}/state\.json' 2>/dev/null | while read -r f; do
 		runc --root "$(dirname "$(dirname "$f")")" delete --force "$(basename "$(dirname "$f")")" 2>/dev/null
 	done
 	grep -F " $work/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do

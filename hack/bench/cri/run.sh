@@ -106,6 +106,8 @@ cpu_cgroups_remove() {
 bench_cleanup() {
 	local status=$? rt
 	set +e
+	# The bench first: it would go on making pods while they go.
+	[ -n "${bench_pid:-}" ] && stop_pid "$bench_pid" && wait "$bench_pid" 2>/dev/null
 	for rt in "${!runtime_pids[@]}"; do
 		work=$base/$rt
 		kill -0 "${runtime_pids[$rt]}" 2>/dev/null && crictl rmp -fa >/dev/null 2>&1
@@ -164,8 +166,13 @@ go build -o "$base/podbench" ./hack/bench/cri
 	echo "Latencies seen by kubelet's CRI client (k8s.io/cri-client), in ms; the ratios are cri-runtime over containerd."
 	echo
 } >"$report/podbench.md"
+# In the background, so that a signal to this script runs the cleanup at
+# once, which stops it first.
 "$base/podbench" "${endpoints[@]}" -pause "$sandbox_image" -image "$busybox_image" -dir "$base/kubelet" -json "$report/podbench.json" "$@" \
-	>>"$report/podbench.md"
+	>>"$report/podbench.md" &
+bench_pid=$!
+wait "$bench_pid"
+bench_pid=
 echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)." >>"$report/podbench.md"
 if [ -n "${CRI_RUNTIME_METRICS:-}" ]; then
 	curl -fs "http://$CRI_RUNTIME_METRICS/metrics" | grep -E '^cri_runtime_(cri_create_phase|grpc)' >"$report/metrics.txt" || true
