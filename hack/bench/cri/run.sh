@@ -25,7 +25,9 @@
 #                    per-phase histograms are saved in BENCH_REPORT at the end
 #   CNI_BIN_DIR      the CNI plugins (default /usr/lib/cni, Debian's)
 #   BENCH_RUNTIMES   the runtimes to run (default "containerd cri-runtime";
-#                    one alone for profiling: no ratios then)
+#                    one alone for profiling: no ratios then). NAME:DIR is
+#                    cri-runtime with the binaries in DIR, named NAME: two
+#                    builds compared, e.g. "before:DIR1 after:DIR2"
 #   BENCH_KEEP=1     keep the work directory
 #
 # The markdown tables go to stdout and BENCH_REPORT/podbench.md.
@@ -136,7 +138,8 @@ write_cni_conf "$base/net.d"
 # and the hosts.toml directory are the shared ones.
 runtimes=${BENCH_RUNTIMES:-containerd cri-runtime}
 endpoints=()
-for runtime in $runtimes; do
+for spec in $runtimes; do
+	runtime=${spec%%:*}
 	work=$base/$runtime
 	sock=$work/cri.sock
 	mkdir -p "$work"
@@ -144,9 +147,10 @@ for runtime in $runtimes; do
 	ln -s "$base/hosts" "$work/hosts"
 	printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' "$sock" "$sock" >"$work/crictl.yaml"
 	echo "--- starting $runtime" >&2
-	case "$runtime" in
+	case "$spec" in
 	containerd) start_containerd ;;
 	cri-runtime) start_cri_runtime ;;
+	*:*) CRI_RUNTIME_BIN=${spec#*:} start_cri_runtime ;;
 	*) echo "run.sh: unknown runtime $runtime" >&2; exit 2 ;;
 	esac
 	runtime_pids[$runtime]=$runtime_pid
@@ -163,7 +167,7 @@ go build -o "$base/podbench" ./hack/bench/cri
 		echo "containerd $("${CONTAINERD_BIN:-$(dirname "$(command -v containerd)")}/containerd" --version | awk '{print $3}')," ;;
 	esac
 	echo "cri-runtime $(git describe --always --dirty 2>/dev/null || echo '?'); load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
-	echo "Latencies seen by kubelet's CRI client (k8s.io/cri-client), in ms; the ratios are cri-runtime over containerd."
+	echo "Latencies seen by kubelet's CRI client (k8s.io/cri-client), in ms; each ratio is a runtime's figure over the first's (${runtimes%% *})."
 	echo
 } >"$report/podbench.md"
 # In the background, so that a signal to this script runs the cleanup at
