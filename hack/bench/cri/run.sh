@@ -161,13 +161,14 @@ for spec in $runtimes; do
 done
 
 go build -o "$base/podbench" ./hack/bench/cri
+first=${runtimes%% *}
 {
 	echo "Pod start, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, Linux $(uname -r), $(runc --version | head -1);"
 	case " $runtimes " in *" containerd "*)
 		echo "containerd $("${CONTAINERD_BIN:-$(dirname "$(command -v containerd)")}/containerd" --version | awk '{print $3}')," ;;
 	esac
 	echo "cri-runtime $(git describe --always --dirty 2>/dev/null || echo '?'); load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
-	echo "Latencies seen by kubelet's CRI client (k8s.io/cri-client), in ms; each ratio is a runtime's figure over the first's (${runtimes%% *})."
+	echo "Latencies seen by kubelet's CRI client (k8s.io/cri-client), in ms; each ratio is a runtime's figure over the first's (${first%%:*})."
 	echo
 } >"$report/podbench.md"
 # In the background, so that a signal to this script runs the cleanup at
