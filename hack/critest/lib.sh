@@ -132,7 +132,10 @@ start_containerd() {
 }
 
 # start_cri_runtime runs our daemon the same way. The [cri] and [cni] keys
-# are those the CRI server is to read.
+# are those the CRI server is to read. Its pods' netns and libcni's cache
+# are its own too: at start a daemon tears down and removes every netns in
+# its netns_dir that no pod of its own holds, so another daemon on the
+# machine with the default netns_dir would take this one's.
 start_cri_runtime() {
 	local bin=${CRI_RUNTIME_BIN:-}
 	if [ -z "$bin" ]; then
@@ -155,6 +158,8 @@ start_cri_runtime() {
 		[cni]
 		  conf_dir = "$work/net.d"
 		  bin_dirs = ["$cni_bin"]
+		  netns_dir = "$work/netns"
+		  cache_dir = "$work/cni-cache"
 	EOF
 	PATH=$bin:$PATH "$bin/cri-runtime" serve --config "$work/config.toml" >"$work/runtime.log" 2>&1 &
 	pids+=("$!")
