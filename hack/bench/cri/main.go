@@ -4,8 +4,9 @@
 // markdown tables (hack/bench/cri/run.sh starts containerd and cri-runtime
 // and runs it).
 //
-// Each round runs, for each runtime in turn (the order rotates from round
-// to round, so that both see the same load of the machine):
+// Each round runs three phases; within each the runtimes take turns at
+// the finest grain (a pod, a wave, a list call), in an order that rotates,
+// so that all see the same load of the machine:
 //
 //   - sequential: -n pods, one after the other: RunPodSandbox,
 //     PodSandboxStatus, ImageStatus, CreateContainer, StartContainer (the
@@ -31,7 +32,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	remote "k8s.io/cri-client/pkg"
@@ -144,210 +144,6 @@ func connect(ctx context.Context, spec, work string) (*runtimeUnderTest, error) 
 	}
 	d := work + "/" + name
 	return &runtimeUnderTest{name: name, rt: rt, img: img, image: *image, dir: d}, os.MkdirAll(d, 0o755)
-}
-
-// runAll pulls the images, warms the runtimes up and runs the rounds.
-func runAll(ctx context.Context, rts []*runtimeUnderTest) (map[string]samples, error) {
-	recs := map[string]*recorder{}
-	for _, rt := range rts {
-		recs[rt.name] = &recorder{s: samples{}}
-		for _, ref := range []string{*pauseImage, *image} {
-			if ref == "" {
-				continue
-			}
-			if err := rt.ensureImage(ctx, ref); err != nil {
-				return nil, err
-			}
-		}
-		for i := 0; i < *warmup; i++ {
-			if err := rt.sequential(ctx, fmt.Sprintf("warmup-%d", i), 1, timer{}); err != nil {
-				return nil, fmt.Errorf("%s: warm-up: %w", rt.name, err)
-			}
-		}
-	}
-	phases := []struct {
-		name string
-		run  func(*runtimeUnderTest, string, timer) error
-	}{
-		{"sequential", func(rt *runtimeUnderTest, prefix string, t timer) error {
-			return rt.perPodCPU(t, mCPUSeq, *n, func() error { return rt.sequential(ctx, prefix, *n, t) })
-		}},
-		{"parallel", func(rt *runtimeUnderTest, prefix string, t timer) error {
-			return rt.perPodCPU(t, mCPUPar, *parallelPods, func() error { return rt.parallel(ctx, prefix, *parallelPods, *parallel, t) })
-		}},
-		{"list", func(rt *runtimeUnderTest, prefix string, t timer) error {
-			return rt.list(ctx, prefix, *listPods, *listCalls, t)
-		}},
-	}
-	for round := 0; round < *rounds; round++ {
-		for _, ph := range phases {
-			for i := range rts {
-				rt := rts[(i+round)%len(rts)]
-				log.Printf("round %d, %s, %s (load %s)", round+1, ph.name, rt.name, loadavg())
-				prefix := fmt.Sprintf("r%d-%s", round, ph.name[:3])
-				if err := ph.run(rt, prefix, timer{rec: recs[rt.name], round: round}); err != nil {
-					return nil, fmt.Errorf("%s: round %d, %s: %w", rt.name, round+1, ph.name, err)
-				}
-				time.Sleep(*settle)
-			}
-		}
-	}
-	out := map[string]samples{}
-	for name, r := range recs {
-		out[name] = r.s
-	}
-	return out, nil
-}
-
-// sequential starts and tears down count pods one after the other.
-func (r *runtimeUnderTest) sequential(ctx context.Context, prefix string, count int, t timer) error {
-	for i := 0; i < count; i++ {
-		p, err := r.newPod(fmt.Sprintf("%s-%d", prefix, i))
-		if err != nil {
-			return err
-		}
-		_, total, err := r.start(ctx, p, t)
-		if err != nil {
-			return err
-		}
-		t.add(mPodStart, total)
-		down, err := r.stop(ctx, p, t)
-		if err != nil {
-			return err
-		}
-		t.add(mTeardown, down)
-	}
-	return nil
-}
-
-// parallel starts count pods in waves of width started at once; each
-// wave is torn down at once before the next.
-func (r *runtimeUnderTest) parallel(ctx context.Context, prefix string, count, width int, t timer) error {
-	for wave := 0; wave*width < count; wave++ {
-		pods := make([]*pod, min(width, count-wave*width))
-		for i := range pods {
-			var err error
-			if pods[i], err = r.newPod(fmt.Sprintf("%s-%d-%d", prefix, wave, i)); err != nil {
-				return err
-			}
-		}
-		err := all(pods, func(p *pod) error {
-			run, total, err := r.start(ctx, p, timer{})
-			if err == nil {
-				t.add(mParRun, run)
-				t.add(mParStart, total)
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		if err := all(pods, func(p *pod) error {
-			down, err := r.stop(ctx, p, timer{})
-			if err == nil {
-				t.add(mParDown, down)
-			}
-			return err
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// list starts count pods (untimed, a few at a time), times calls calls
-// of ListContainers and of ListPodSandbox, and removes the pods.
-func (r *runtimeUnderTest) list(ctx context.Context, prefix string, count, calls int, t timer) error {
-	pods := make([]*pod, count)
-	for i := range pods {
-		var err error
-		if pods[i], err = r.newPod(fmt.Sprintf("%s-%d", prefix, i)); err != nil {
-			return err
-		}
-	}
-	const width = 10
-	for i := 0; i < count; i += width {
-		if err := all(pods[i:min(i+width, count)], func(p *pod) error {
-			_, _, err := r.start(ctx, p, timer{})
-			return err
-		}); err != nil {
-			return err
-		}
-	}
-	for i := 0; i < calls; i++ {
-		if _, err := t.call(mListCtrs, func() error {
-			ctrs, err := r.rt.ListContainers(ctx, nil)
-			if err == nil && len(ctrs) < count {
-				err = fmt.Errorf("%d containers listed, want at least %d", len(ctrs), count)
-			}
-			return err
-		}); err != nil {
-			return err
-		}
-		if _, err := t.call(mListPods, func() error {
-			pods, err := r.rt.ListPodSandbox(ctx, nil)
-			if err == nil && len(pods) < count {
-				err = fmt.Errorf("%d pods listed, want at least %d", len(pods), count)
-			}
-			return err
-		}); err != nil {
-			return err
-		}
-	}
-	for i := 0; i < count; i += width {
-		if err := all(pods[i:min(i+width, count)], func(p *pod) error {
-			_, err := r.stop(ctx, p, timer{})
-			return err
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// all runs fn for each pod at once, released together, and returns the
-// first error.
-func all(pods []*pod, fn func(*pod) error) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(pods))
-	ready := make(chan struct{})
-	for i, p := range pods {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-ready
-			errs[i] = fn(p)
-		}()
-	}
-	close(ready)
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// perPodCPU runs phase and records the CPU time the runtime's cgroup
-// spent in it, per pod of the count it starts.
-func (r *runtimeUnderTest) perPodCPU(t timer, metric string, count int, phase func() error) error {
-	if r.cpuFile == "" || count == 0 {
-		return phase()
-	}
-	before, err := readCPU(r.cpuFile)
-	if err != nil {
-		return err
-	}
-	if err := phase(); err != nil {
-		return err
-	}
-	after, err := readCPU(r.cpuFile)
-	if err != nil {
-		return err
-	}
-	t.add(metric, (after-before)/time.Duration(count))
-	return nil
 }
 
 // readCPU reads a cgroup's CPU usage: cgroup v1 cpuacct.usage
