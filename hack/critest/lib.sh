@@ -1,6 +1,8 @@
-# The steps of hack/critest/run.sh, sourced by it: its variables (work,
-# sock, report, pids, runtime, subnet, bridge, cni_bin, sandbox_image, tools,
-# cgroups_before) are set before.
+# The steps of hack/critest/run.sh, sourced by it (and by
+# hack/bench/cri/run.sh): its variables (work, sock, report, pids, runtime,
+# subnet, bridge, cni_bin, sandbox_image, tools, cgroups_before) are set
+# before. cni_network (default critest) names the CNI network;
+# CRI_RUNTIME_METRICS is the [metrics] address of cri-runtime (default none).
 
 crictl() { "$tools/crictl" --config "$work/crictl.yaml" "$@"; }
 
@@ -63,7 +65,7 @@ write_cni_conf() {
 	cat >"$1/10-critest.conflist" <<-EOF
 		{
 		  "cniVersion": "1.0.0",
-		  "name": "critest",
+		  "name": "${cni_network:-critest}",
 		  "plugins": [
 		    {
 		      "type": "bridge",
@@ -130,7 +132,10 @@ start_containerd() {
 }
 
 # start_cri_runtime runs our daemon the same way. The [cri] and [cni] keys
-# are those the CRI server is to read.
+# are those the CRI server is to read. Its pods' netns and libcni's cache
+# are its own too: at start a daemon tears down and removes every netns in
+# its netns_dir that no pod of its own holds, so another daemon on the
+# machine with the default netns_dir would take this one's.
 start_cri_runtime() {
 	local bin=${CRI_RUNTIME_BIN:-}
 	if [ -z "$bin" ]; then
@@ -143,7 +148,7 @@ start_cri_runtime() {
 		[grpc]
 		  address = "$work/mgmt.sock"
 		[metrics]
-		  address = ""
+		  address = "${CRI_RUNTIME_METRICS:-}"
 		[image]
 		  config_path = "$work/hosts"
 		[cri]
@@ -153,6 +158,8 @@ start_cri_runtime() {
 		[cni]
 		  conf_dir = "$work/net.d"
 		  bin_dirs = ["$cni_bin"]
+		  netns_dir = "$work/netns"
+		  cache_dir = "$work/cni-cache"
 	EOF
 	PATH=$bin:$PATH "$bin/cri-runtime" serve --config "$work/config.toml" >"$work/runtime.log" 2>&1 &
 	pids+=("$!")
@@ -205,7 +212,9 @@ cleanup() {
 	for p in $(grep -lzF -- "$work/" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
 		stop_pid "$p" # a shim of ours, found by the socket path in its arguments
 	done
-	find "$work/runc" "$work/state" -xdev -maxdepth 5 -name state.json -path '*runc*' 2>/dev/null | while read -r f; do
+	# runc's state of a container: ROOT/ID/state.json (containerd:
+	# runc/NS/ID; cri-runtime: state/tasks/NS/POD/ID/root/ID).
+	find "$work" -xdev -maxdepth 10 -name state.json -regextype egrep -regex '.*/[0-9a-f]{64}/state\.json' 2>/dev/null | while read -r f; do
 		runc --root "$(dirname "$(dirname "$f")")" delete --force "$(basename "$(dirname "$f")")" 2>/dev/null
 	done
 	grep -F " $work/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do
@@ -221,7 +230,7 @@ cleanup() {
 		grep -qxF "$p" <<<"$cgroups_before" || rmdir "$p" 2>/dev/null
 	done
 	ip link del "$bridge" 2>/dev/null
-	purge_portmap critest
+	purge_portmap "${cni_network:-critest}"
 	host_state_leave
 	if [ "${CRITEST_KEEP:-}" = 1 ]; then
 		echo "run.sh: kept $work" >&2

@@ -3,6 +3,7 @@ package meta_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +148,109 @@ func TestStatusSurvivesRestart(t *testing.T) {
 	}
 	if c, _ := db.Containers().Get(ctx, "c"); c.Status.ExitCode != 137 {
 		t.Fatalf("status after a label update: %+v", c.Status)
+	}
+}
+
+// A status update that changes nothing (a shim's event repeating what the
+// CRI wrote, or the reverse) is a read: it does not queue behind a writer
+// for a commit of nothing. One that changes the status still writes.
+func TestUpdateStatusThatChangesNothingIsNoWrite(t *testing.T) {
+	env := newEnv(t)
+	ctx := nsCtx(t, "ns")
+	runc := meta.Runtime{Name: "runc"}
+	if _, err := env.DB.Sandboxes().Create(ctx, meta.Sandbox{ID: "pod", Runtime: runc}); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now().UTC()
+	if _, err := env.DB.Containers().Create(ctx, meta.Container{ID: "c", Runtime: runc, SandboxID: "pod",
+		Status: meta.Status{State: meta.StateRunning, Pid: 7, StartedAt: started}}); err != nil {
+		t.Fatal(err)
+	}
+	// A writer holds bolt's write lock until released.
+	held, release, wrote := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		wrote <- env.DB.Update(ctx, func(*meta.Tx) error {
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	within := func(what string, fn func() error) error {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- fn() }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(5 * time.Second):
+			close(release)
+			t.Fatalf("%s waited for the writer", what)
+			return nil
+		}
+	}
+	if err := within("a start seen again", func() error {
+		return env.DB.UpdateStatus(ctx, "c", func(st *meta.Status) bool { return st.Started(7, time.Now()) })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := within("the status of a missing task", func() error {
+		return env.DB.UpdateStatus(ctx, "nope", func(st *meta.Status) bool { return st.Created(1) })
+	}); !errdefs.IsNotFound(err) {
+		t.Fatalf("status of a missing task: %v, want NotFound", err)
+	}
+	exited := make(chan error, 1)
+	go func() {
+		exited <- env.DB.UpdateStatus(ctx, "c", func(st *meta.Status) bool { return st.Exited(0, time.Now(), "Completed", "") })
+	}()
+	select {
+	case err := <-exited:
+		t.Fatalf("an exit was written while a writer held the database: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-exited; err != nil {
+		t.Fatal(err)
+	}
+	c, err := env.DB.Containers().Get(ctx, "c")
+	if err != nil || c.Status.State != meta.StateExited || c.Status.Reason != "Completed" || !c.Status.StartedAt.Equal(started) {
+		t.Fatalf("status after the exit: %+v, %v", c.Status, err)
+	}
+}
+
+// A status write that another writer made first, between the read and
+// the write of UpdateStatus (fn changes its mind), commits nothing: bolt
+// writes its meta page and syncs even for an empty commit.
+func TestUpdateStatusRaceLostWritesNothing(t *testing.T) {
+	env := newEnv(t)
+	ctx := nsCtx(t, "ns")
+	if _, err := env.DB.Sandboxes().Create(ctx, meta.Sandbox{ID: "pod", Runtime: meta.Runtime{Name: "runc"},
+		Status: meta.Status{State: meta.StateRunning, Pid: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(env.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // a later write has a later mtime
+	calls := 0
+	if err := env.DB.UpdateStatus(ctx, "pod", func(st *meta.Status) bool {
+		calls++
+		return calls == 1 // changes at the read, no longer at the write
+	}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(env.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 {
+		t.Fatalf("fn called %d times, want at the read and at the write", calls)
+	}
+	if !after.ModTime().Equal(before.ModTime()) {
+		t.Fatalf("the database file was written (mtime %v, then %v) for a status that did not change", before.ModTime(), after.ModTime())
 	}
 }

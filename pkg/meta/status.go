@@ -3,6 +3,7 @@ package meta
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -111,13 +112,38 @@ func writeStatus(bkt *bolt.Bucket, st Status) error {
 // its own ID), and writes it when fn reports a change. It is how every
 // writer of a status (the shims' events, the CRI's own calls) keeps to
 // one set of rules: fn decides what may move. NotFound if neither exists.
+//
+// Most calls change nothing (the shims' events repeat what the CRI wrote
+// at once, or the CRI what an event wrote first): a read transaction finds
+// those out without the writers' lock and the two syncs of a commit (bolt
+// writes its meta page even for an empty one). Such a call takes effect
+// at that read, which saw the last committed status, as if it had run
+// alone then; one that changes something runs fn again in the write, and
+// rolls it back if a concurrent writer made fn's change first.
 func (db *DB) UpdateStatus(ctx context.Context, id string, fn func(*Status) bool) error {
-	return db.Update(ctx, func(tx *Tx) error {
+	ns, err := namespace(ctx)
+	if err != nil {
+		return err
+	}
+	changes := true
+	if err := db.view(ctx, func(btx *bolt.Tx) error {
+		st, err := lastStatus(btx, ns, id)
+		if err == nil {
+			changes = fn(&st)
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	if !changes {
+		return nil
+	}
+	err = db.Update(ctx, func(tx *Tx) error {
 		if c, err := tx.Container(id); err == nil {
 			if st := c.Status; fn(&st) {
 				return tx.SetContainerStatus(id, st)
 			}
-			return nil
+			return errUnchanged
 		}
 		sb, err := tx.Sandbox(id)
 		if err != nil {
@@ -126,8 +152,28 @@ func (db *DB) UpdateStatus(ctx context.Context, id string, fn func(*Status) bool
 		if st := sb.Status; fn(&st) {
 			return tx.SetSandboxStatus(id, st)
 		}
-		return nil
+		return errUnchanged
 	})
+	if errors.Is(err, errUnchanged) {
+		return nil
+	}
+	return err
+}
+
+// errUnchanged rolls back the write of a status that another writer
+// changed first, since the read: a rollback writes and syncs nothing.
+var errUnchanged = errors.New("status unchanged")
+
+// lastStatus reads the status of the container id, else of the sandbox
+// id; NotFound if neither exists.
+func lastStatus(btx *bolt.Tx, ns, id string) (Status, error) {
+	for _, kind := range [][]byte{bucketKeyContainers, bucketKeySandboxes} {
+		if bkt := nsBucket(btx, ns, kind, []byte(id)); bkt != nil {
+			st, _ := readStatus(bkt) // as readContainer: Check reports a corrupt one
+			return st, nil
+		}
+	}
+	return Status{}, fmt.Errorf("container or sandbox %q: %w", id, errdefs.ErrNotFound)
 }
 
 // The transitions of a status, each reporting whether it changed it. They
