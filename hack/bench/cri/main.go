@@ -89,19 +89,27 @@ func main() {
 		}
 		rts = append(rts, rt)
 	}
-	for _, c := range cpuFiles {
-		name, file, _ := strings.Cut(c, "=")
-		found := false
-		for _, rt := range rts {
-			if rt.name == name {
-				rt.cpuFile, found = file, true
-			}
-		}
-		if _, err := readCPU(file); !found || err != nil {
-			log.Fatalf("-cpu %q: no such runtime, or %v", c, err)
-		}
+	if err := byRuntime(rts, cpuFiles, "-cpu", func(rt *runtimeUnderTest, v string) error {
+		rt.cpuFile = v
+		_, err := readCPU(v)
+		return err
+	}); err != nil {
+		log.Fatal(err)
 	}
-	res, err := runAll(ctx, rts)
+	if err := byRuntime(rts, procsFor, "-procs", func(rt *runtimeUnderTest, v string) error {
+		rt.procsFile = v
+		_, err := os.Stat(v)
+		return err
+	}); err != nil {
+		log.Fatal(err)
+	}
+	if err := byRuntime(rts, daemons, "-daemon", func(rt *runtimeUnderTest, v string) (err error) {
+		rt.daemonPID, err = strconv.Atoi(v)
+		return err
+	}); err != nil {
+		log.Fatal(err)
+	}
+	res, mem, err := runAll(ctx, rts)
 	if err != nil {
 		for _, rt := range rts {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -110,7 +118,7 @@ func main() {
 		}
 		log.Fatal(err)
 	}
-	rep := report{parallel: *parallel, listPods: *listPods, res: res}
+	rep := report{parallel: *parallel, listPods: *listPods, res: res, mem: mem}
 	for _, rt := range rts {
 		rep.names = append(rep.names, rt.name)
 	}
@@ -120,12 +128,33 @@ func main() {
 		}
 	}
 	rep.comparison(os.Stdout, true)
+	memoryTable(os.Stdout, rep.names, rep.mem)
 	if *details {
 		fmt.Println()
 		rep.comparison(os.Stdout, false)
 		fmt.Println()
 		rep.details(os.Stdout)
 	}
+}
+
+// byRuntime applies each NAME=VALUE of vals to the runtime NAME.
+func byRuntime(rts []*runtimeUnderTest, vals []string, flagName string, set func(*runtimeUnderTest, string) error) error {
+	for _, nv := range vals {
+		name, v, _ := strings.Cut(nv, "=")
+		found := false
+		for _, rt := range rts {
+			if rt.name == name {
+				if err := set(rt, v); err != nil {
+					return fmt.Errorf("%s %q: %w", flagName, nv, err)
+				}
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("%s %q: no such runtime", flagName, nv)
+		}
+	}
+	return nil
 }
 
 // connect opens kubelet's runtime and image clients to NAME=ENDPOINT.

@@ -19,7 +19,7 @@ type bench struct {
 }
 
 // runAll pulls the images, warms the runtimes up and runs the rounds.
-func runAll(ctx context.Context, rts []*runtimeUnderTest) (map[string]samples, error) {
+func runAll(ctx context.Context, rts []*runtimeUnderTest) (map[string]samples, map[string]memFigures, error) {
 	b := &bench{ctx: ctx, rts: rts, recs: map[string]*recorder{}}
 	for _, rt := range rts {
 		b.recs[rt.name] = &recorder{s: samples{}}
@@ -28,14 +28,19 @@ func runAll(ctx context.Context, rts []*runtimeUnderTest) (map[string]samples, e
 				continue
 			}
 			if err := rt.ensureImage(ctx, ref); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		for i := 0; i < *warmup; i++ {
 			if err := rt.startStop(ctx, fmt.Sprintf("warmup-%d", i), timer{}); err != nil {
-				return nil, fmt.Errorf("%s: warm-up: %w", rt.name, err)
+				return nil, nil, fmt.Errorf("%s: warm-up: %w", rt.name, err)
 			}
 		}
+	}
+	log.Printf("memory, %d pods (load %s)", *memPods, loadavg())
+	mem, err := memoryPhase(ctx, rts)
+	if err != nil {
+		return nil, nil, err
 	}
 	phases := []struct {
 		name string
@@ -45,7 +50,7 @@ func runAll(ctx context.Context, rts []*runtimeUnderTest) (map[string]samples, e
 		for _, ph := range phases {
 			log.Printf("round %d, %s (load %s)", round+1, ph.name, loadavg())
 			if err := ph.run(round); err != nil {
-				return nil, fmt.Errorf("round %d, %s: %w", round+1, ph.name, err)
+				return nil, nil, fmt.Errorf("round %d, %s: %w", round+1, ph.name, err)
 			}
 			time.Sleep(*settle)
 		}
@@ -54,7 +59,7 @@ func runAll(ctx context.Context, rts []*runtimeUnderTest) (map[string]samples, e
 	for name, r := range b.recs {
 		out[name] = r.s
 	}
-	return out, nil
+	return out, mem, nil
 }
 
 func (b *bench) timer(rt *runtimeUnderTest, round int) timer {

@@ -48,6 +48,10 @@ type runtimeUnderTest struct {
 	dir   string // kubelet's side: pod log and data directories
 	// cpuFile is the CPU usage file of the runtime's cgroup; "" unknown.
 	cpuFile string
+	// procsFile is the cgroup.procs of the runtime's cgroup and
+	// daemonPID its daemon: the memory figures; "" and 0 unknown.
+	procsFile string
+	daemonPID int
 }
 
 // pod is one pod of the bench as kubelet would run it.

@@ -155,6 +155,7 @@ type report struct {
 	res      map[string]samples
 	parallel int // pods at once in the parallel phase
 	listPods int // pods present for the list calls
+	mem      map[string]memFigures
 }
 
 // label fills the %d of a metric's name.

@@ -5,7 +5,9 @@
 # its own, no masquerade), the same pause and busybox images from the same
 # loopback registry (the images of hack/critest, through hosts.toml), and
 # hack/bench/cri drives both with kubelet's client and calls, alternating
-# the runtimes within each round. Needs root; reuses hack/critest/lib.sh.
+# the runtimes within each round, after the memory of each (daemon RSS and
+# PSS, its shims' PSS) idle and with -mem-pods pods (50) running, read from
+# the processes of the runtime's cgroup. Needs root; reuses hack/critest/lib.sh.
 #
 #   CONTAINERD_BIN=DIR hack/bench/cri/run.sh [podbench flags: -rounds 3 -n 50 ...]
 #
@@ -156,7 +158,7 @@ for spec in $runtimes; do
 	runtime_pids[$runtime]=$runtime_pid
 	endpoints+=(-runtime "$runtime=unix://$sock")
 	cpu_cgroup "$runtime" "$runtime_pid"
-	[ -n "$cpu_file" ] && endpoints+=(-cpu "$runtime=$cpu_file")
+	[ -n "$cpu_file" ] && endpoints+=(-cpu "$runtime=$cpu_file" -procs "$runtime=${cpu_cgroups[$runtime]}/cgroup.procs" -daemon "$runtime=$runtime_pid")
 	wait_cri || { tail -50 "$work/runtime.log" >&2; exit 1; }
 done
 
