@@ -2,6 +2,7 @@ package fault
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
@@ -83,7 +84,12 @@ func TestDaemonFilePermissions(t *testing.T) {
 		execDone <- err
 	}()
 	fifos := filepath.Join(h.SockDir, "state", "tasks", "fifo")
-	waitFor(t, 10*time.Second, func() bool { ents, _ := os.ReadDir(fifos); return len(ents) > 0 })
+	waitFor(t, 10*time.Second, func() error {
+		if ents, _ := os.ReadDir(fifos); len(ents) == 0 {
+			return fmt.Errorf("no FIFO in %s", fifos)
+		}
+		return nil
+	})
 
 	mounts := mountPoints(t)
 	for _, d := range []struct{ name, dir string }{
@@ -208,14 +214,4 @@ func mountPoints(t *testing.T) map[string]bool {
 		}
 	}
 	return out
-}
-
-// waitFor polls cond for at most d.
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(d); !cond(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-	}
 }

@@ -1,6 +1,3 @@
-// Package fault proves that the runtime loses and leaks nothing when it is
-// killed, when its parts fail, and under load: the built daemon
-// (internal/crinode), driven the way kubelet drives it.
 package fault
 
 import (
@@ -28,8 +25,6 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot/native"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot/overlay"
 )
-
-func TestMain(m *testing.M) { os.Exit(crinode.Main(m)) }
 
 // kills is how many times TestKillUnderLoad kills the daemon: 20, or
 // CRI_RUNTIME_FAULT_KILLS (the long mode runs 200).

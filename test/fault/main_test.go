@@ -1,6 +1,7 @@
-// Package fault holds the end-to-end suites that attack the built daemon
-// and break its parts under load, through the CRI as kubelet drives it
-// (internal/crinode): hostile images and files (hostile_*_test.go).
+// Package fault proves that the runtime loses and leaks nothing when it is
+// killed, when its parts fail, under load, and when what it is given is
+// hostile (images, registries, files: hostile_*_test.go): the built daemon
+// (internal/crinode), driven the way kubelet drives it.
 package fault
 
 import (
