@@ -301,7 +301,7 @@ func (n *Node) cleanup() {
 	}
 	n.Net.AssertClean(t)
 	for _, dir := range []string{n.Dir, n.SockDir} {
-		if m := mountsUnder(t, dir); len(m) > 0 {
+		if m := MountsUnder(t, dir); len(m) > 0 {
 			t.Errorf("mounts left under %s: %q", dir, m)
 		}
 	}
@@ -320,8 +320,8 @@ func tail(s string, lines int) string {
 	return strings.Join(l, "\n")
 }
 
-// mountsUnder lists the mount points under dir.
-func mountsUnder(t *testing.T, dir string) []string {
+// MountsUnder lists the mount points under dir.
+func MountsUnder(t *testing.T, dir string) []string {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)

@@ -196,7 +196,7 @@ func (h *hostileNode) state(t *testing.T) daemonState {
 	for _, p := range pods {
 		s.Pods = append(s.Pods, p.Id)
 	}
-	s.Mounts = append(mountsUnder(t, h.Dir), mountsUnder(t, h.SockDir)...)
+	s.Mounts = append(crinode.MountsUnder(t, h.Dir), crinode.MountsUnder(t, h.SockDir)...)
 	for _, l := range [][]string{s.Leases, s.Ingests, s.Snapshots, s.Blobs, s.Images, s.Containers, s.Pods, s.Mounts} {
 		slices.Sort(l)
 	}
@@ -219,23 +219,6 @@ func (h *hostileNode) settle(t *testing.T, want daemonState) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// mountsUnder lists the mount points under dir.
-func mountsUnder(t *testing.T, dir string) []string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			out = append(out, f[4])
-		}
-	}
-	return out
 }
 
 // wantCode fails unless err is a gRPC error of code whose message says

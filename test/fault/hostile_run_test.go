@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-runtime/cri-runtime/internal/crinode"
 	"github.com/cri-runtime/cri-runtime/pkg/image"
 	"github.com/cri-runtime/cri-runtime/pkg/image/imagetest"
 )
@@ -196,7 +197,7 @@ func runCases(t *testing.T) []containerCase {
 			return []imagetest.Entry{imagetest.Symlink("etc/resolv.conf", h.sentinel), imagetest.Symlink("etc/hosts", up+h.sentinel[1:]),
 				imagetest.Symlink("etc/hostname", h.sentinel)}
 		}, check: func(t *testing.T, h *hostileNode, id string) {
-			if m := mountsUnder(t, h.host); len(m) > 0 {
+			if m := crinode.MountsUnder(t, h.host); len(m) > 0 {
 				t.Errorf("mounts on the host: %v", m)
 			}
 			for _, f := range []string{"/etc/resolv.conf", "/etc/hosts", "/etc/hostname"} {
@@ -209,7 +210,7 @@ func runCases(t *testing.T) []containerCase {
 		{name: "volume over a symlink to the host", files: func(h *hostileNode) []imagetest.Entry {
 			return []imagetest.Entry{imagetest.Symlink("data", h.host)}
 		}, volume: "/data/x", check: func(t *testing.T, h *hostileNode, id string) {
-			if m := mountsUnder(t, h.host); len(m) > 0 {
+			if m := crinode.MountsUnder(t, h.host); len(m) > 0 {
 				t.Errorf("mounts on the host: %v", m)
 			}
 		}},
