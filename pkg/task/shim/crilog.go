@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -204,38 +203,27 @@ func (l *criLog) close() {
 // writer owns the file: it writes queued lines and handles reopens.
 func (l *criLog) writer(f *os.File) {
 	defer close(l.done)
-	w := bufio.NewWriterSize(f, 8<<10)
-	ts := make([]byte, 0, 40)
+	buf := make([]byte, 0, logWriteSize)
 	for range l.wake {
 		l.mu.Lock()
 		batch, reopens, closing := l.queue, l.reopens, l.closing
 		l.queue, l.reopens, l.queued = nil, nil, 0
 		l.mu.Unlock()
 
-		for _, line := range batch {
-			ts = line.at.UTC().AppendFormat(ts[:0], time.RFC3339Nano)
-			w.Write(ts)
-			w.WriteByte(' ')
-			w.WriteString(line.stream)
-			if line.partial {
-				w.WriteString(" P ")
-			} else {
-				w.WriteString(" F ")
-			}
-			w.Write(line.data)
-			w.WriteByte('\n')
-		}
 		// A write error (a full disk) loses these lines; the container
 		// is never made to wait for the disk.
-		if err := w.Flush(); err != nil {
-			w.Reset(f) // bufio keeps a write error: start clean next batch
+		for i, line := range batch {
+			buf = appendCRILine(buf, line)
+			if len(buf) >= logWriteSize || i == len(batch)-1 {
+				_ = writeWholeLines(f, buf)
+				buf = buf[:0]
+			}
 		}
 		for _, ch := range reopens {
 			nf, err := openLogFile(l.path)
 			if err == nil {
 				f.Close()
 				f = nf
-				w.Reset(f)
 			}
 			ch <- err
 		}
@@ -244,4 +232,38 @@ func (l *criLog) writer(f *os.File) {
 			return
 		}
 	}
+}
+
+// logWriteSize is how many bytes of whole lines the writer gathers per
+// write.
+const logWriteSize = 32 << 10
+
+// appendCRILine appends line to buf in the CRI format.
+func appendCRILine(buf []byte, line logLine) []byte {
+	buf = line.at.UTC().AppendFormat(buf, time.RFC3339Nano)
+	buf = append(buf, ' ')
+	buf = append(buf, line.stream...)
+	if line.partial {
+		buf = append(buf, " P "...)
+	} else {
+		buf = append(buf, " F "...)
+	}
+	buf = append(buf, line.data...)
+	return append(buf, '\n')
+}
+
+// writeWholeLines writes buf, whole lines, to f (opened O_APPEND). A short
+// write (ENOSPC, EDQUOT) is cut back to its last whole line, so that a
+// reader of the log never meets half a line, only lines missing.
+func writeWholeLines(f *os.File, buf []byte) error {
+	n, err := f.Write(buf)
+	if err == nil {
+		return nil
+	}
+	if cut := n - (bytes.LastIndexByte(buf[:n], '\n') + 1); cut > 0 {
+		if st, serr := f.Stat(); serr == nil {
+			_ = f.Truncate(st.Size() - int64(cut))
+		}
+	}
+	return err
 }

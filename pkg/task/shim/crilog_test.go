@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cri-runtime/cri-runtime/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 func readLines(t *testing.T, path string) []string {
@@ -150,5 +153,43 @@ func TestCRILogReopen(t *testing.T) {
 	}
 	if err := l.reopen(); err == nil {
 		t.Error("reopen of a closed log succeeded")
+	}
+}
+
+// TestCRILogFullDiskKeepsWholeLines fills a small tmpfs with a log: the
+// lines that do not fit are lost, and no line is left cut in half.
+func TestCRILogFullDiskKeepsWholeLines(t *testing.T) {
+	testenv.NeedRoot(t, "mounting a tmpfs")
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	l, err := openCRILog(filepath.Join(dir, "log"), 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2000; i++ {
+		l.push(streamStdout, []byte(fmt.Sprintf("%04d %s\n", i, strings.Repeat("y", 100+i%37))), time.Now())
+		if i%50 == 0 {
+			time.Sleep(time.Millisecond) // batches of many sizes
+		}
+	}
+	l.close()
+	b, err := os.ReadFile(filepath.Join(dir, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 32<<10 {
+		t.Fatalf("%d bytes written, want the disk filled", len(b))
+	}
+	whole := regexp.MustCompile(`^\S+ stdout F \d{4} y+$`)
+	if !bytes.HasSuffix(b, []byte("\n")) {
+		t.Errorf("the log ends in half a line: %q", b[max(0, len(b)-80):])
+	}
+	for i, ln := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		if !whole.MatchString(ln) {
+			t.Fatalf("line %d is not whole: %q", i+1, ln)
+		}
 	}
 }
