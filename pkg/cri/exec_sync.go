@@ -73,8 +73,10 @@ func runExec(ctx context.Context, t *task.Task, proc *specs.Process, io task.IO)
 		defer cancel()
 		// Killed, waited for, then deleted: a delete is refused while the
 		// process runs, and would leave its FIFOs behind.
-		_ = p.Kill(rctx, syscall.SIGKILL)
-		_, _ = p.Wait(rctx)
+		// One never started (FailedPrecondition) has no exit to wait for.
+		if err := p.Kill(rctx, syscall.SIGKILL); err == nil || !errdefs.IsFailedPrecondition(err) {
+			_, _ = p.Wait(rctx)
+		}
 		_, _ = p.Delete(rctx)
 	}()
 	if _, err := p.Start(ctx); err != nil {

@@ -2,7 +2,10 @@ package task_test
 
 import (
 	"bytes"
+	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -11,6 +14,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/cri-runtime/cri-runtime/internal/testenv"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/task"
 	"github.com/cri-runtime/cri-runtime/pkg/task/shimapi"
@@ -247,6 +251,53 @@ func TestCloseStdin(t *testing.T) {
 	}
 	if exit, err := p.Wait(ctx); err != nil || exit.Status != 0 || out.String() != "data\neof\n" {
 		t.Fatalf("exit %+v, %v, output %q", exit, err, out.String())
+	}
+	remove(t, tk)
+}
+
+// TestExecStartGivenUpMidRuntime: the caller of an exec's Start gives up
+// (ExecSync's timeout) while the runtime is still at work on a loaded
+// machine. The runtime is not killed half-way, which left the process
+// running in the container with nothing tracking it: the exec ends up
+// running, and the caller's kill, wait and delete remove it.
+func TestExecStartGivenUpMidRuntime(t *testing.T) {
+	real, err := exec.LookPath("runc")
+	if err != nil {
+		testenv.Missing(t, "runc: %v", err)
+	}
+	slow := filepath.Join(t.TempDir(), "slow-runc")
+	script := "#!/bin/sh\n" + real + " \"$@\"\nrc=$?\nfor a; do [ \"$a\" = exec ] && sleep 1; done\nexit $rc\n"
+	if err := os.WriteFile(slow, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	ctx := waitCtx(t)
+	tk, _ := e.create("g1", slow, "c1", "sleep", "1000")
+	initPid, err := tk.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tk.Exec(ctx, "e1", execSpec("sleep", "1000"), task.IO{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = p.Start(sctx)
+	cancel()
+	if err == nil {
+		t.Fatal("start returned before the slow runtime did")
+	}
+	if err := p.Kill(ctx, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill of the exec whose start was given up: %v", err)
+	}
+	if exit, err := p.Wait(ctx); err != nil || exit.Status != 137 {
+		t.Fatalf("exec exit %+v, %v", exit, err)
+	}
+	if _, err := p.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if procs, err := tk.Pids(ctx); err != nil || len(procs) != 1 || procs[0].Pid != initPid {
+		t.Errorf("processes in the container %+v, %v: want only its init", procs, err)
 	}
 	remove(t, tk)
 }

@@ -129,7 +129,9 @@ func (e *execProcess) runtimeExec(ctx context.Context) error {
 		opts.ConsoleSocket = e.io.console
 	}
 	log := runtimeLog(e.logFile())
-	err := e.c.rt.Exec(ctx, e.c.id, e.spec, opts)
+	rctx, cancel := runtimeContext(ctx)
+	defer cancel()
+	err := e.c.rt.Exec(rctx, e.c.id, e.spec, opts)
 	var pid int
 	if err == nil {
 		pid, err = runc.ReadPidFile(e.pidFile())
@@ -138,7 +140,7 @@ func (e *execProcess) runtimeExec(ctx context.Context) error {
 		e.c.s.abandon(sub)
 		return runtimeError("exec "+e.id+" in", e.c.id, err, log.lastError(0))
 	}
-	if err := e.io.started(ctx); err != nil {
+	if err := e.io.started(rctx); err != nil {
 		e.c.s.abandon(sub)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		return fmt.Errorf("%s: %w", e.subject(), err)

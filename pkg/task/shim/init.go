@@ -53,7 +53,9 @@ func (p *initProcess) state() shimapi.ProcessState {
 
 func (p *initProcess) runtimeStart(ctx context.Context) error {
 	mark := p.c.log.mark()
-	if err := p.c.rt.Start(ctx, p.c.id); err != nil {
+	rctx, cancel := runtimeContext(ctx)
+	defer cancel()
+	if err := p.c.rt.Start(rctx, p.c.id); err != nil {
 		return runtimeError("start", p.c.id, err, p.c.log.lastError(mark))
 	}
 	p.c.s.events.add(shimapi.Event{Topic: shimapi.TopicStart, ID: p.c.id, Pid: uint32(p.pid)})

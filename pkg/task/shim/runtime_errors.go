@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 )
@@ -61,4 +62,16 @@ func runtimeError(op, id string, err error, logged string) error {
 		}
 	}
 	return fmt.Errorf("%s: %s: %w", subject, text, errdefs.ErrUnknown)
+}
+
+// runtimeCallBound bounds a runtime call that starts a process.
+const runtimeCallBound = 2 * time.Minute
+
+// runtimeContext is the context of a runtime call that starts a process
+// (start, exec): ctx's values, not its cancellation. A runtime killed
+// half-way because its caller gave up (an ExecSync timeout on a loaded
+// machine) can leave the process running with nothing tracking it; run
+// to its end, the process is known, and the caller's kill reaches it.
+func runtimeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), runtimeCallBound)
 }
