@@ -145,6 +145,11 @@ func (e *execProcess) runtimeExec(ctx context.Context) error {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		return fmt.Errorf("%s: %w", e.subject(), err)
 	}
+	if sz := e.spec.ConsoleSize; sz != nil && e.spec.Terminal {
+		// Sized here too, not only by the runtime: a process under crun
+		// exec -t once read a 0x0 terminal (stty size) under load.
+		_ = e.io.resize(uint16(sz.Width), uint16(sz.Height))
+	}
 	e.pid = pid
 	if x := e.c.s.started(sub, pid, e); x != nil {
 		e.stopped(*x)
