@@ -6,7 +6,8 @@
 # CONTAINERD_BIN holds containerd, containerd-shim-runc-v2 and ctr v2.4.2:
 #   GOBIN=DIR go install -tags no_btrfs github.com/containerd/containerd/v2/cmd/{containerd,containerd-shim-runc-v2,ctr}@v2.4.2
 # OUT_DIR (default hack/bench/results/<UTC date and time>) gets each
-# bench's output and report.md, all of them in order:
+# bench's output and log; the report, the targets first and then every
+# bench's output in order, goes to docs/benchmarks.md (BENCH_DOC):
 #   1. pod start through the CRI, sequential and 20 at once, teardown,
 #      ListContainers with 100 pods, CPU per pod, daemon and shim memory
 #      idle and with 50 pods (hack/bench/cri/run.sh);
@@ -30,6 +31,7 @@ out=${1:-hack/bench/results/$(date -u +%Y%m%dT%H%MZ)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 only=${BENCH_ONLY:-cri tasks pull meta}
+doc=${BENCH_DOC:-docs/benchmarks.md}
 
 section() { # section NAME TITLE COMMAND...: runs COMMAND, its stdout to OUT/NAME.txt
 	local name=$1 title=$2
@@ -67,5 +69,51 @@ section pull "Cold pull and unpack" env MODES="${MODES:-external}" BENCH_DIR="${
 section meta "Metadata store: GC pause and lock hold" \
 	bash -c "go test -run '^\$' -bench 'BenchmarkGC' -benchtime 200x ./pkg/meta/ && go test -run '^\$' -bench 'BenchmarkInterlock' -benchtime 3s ./pkg/meta/"
 echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)." >>"$out/report.md"
-echo "--- $out/report.md" >&2
-cat "$out/report.md"
+
+# cell FILE ROW COLUMN: a cell of a markdown table row of FILE, trimmed.
+cell() { awk -F'|' -v row="$2" -v col="$3" '{ r = $2; gsub(/^ +| +$/, "", r) } r == row { v = $col; gsub(/^ +| +$/, "", v); print v; exit }' "$1" 2>/dev/null; }
+# target LABEL GOAL OURS THEIRS RATIO: a row of the targets table.
+target() { echo "| $1 | $2 | ${3:--} | ${4:--} | ${5:--} |"; }
+{
+	head -6 "$out/report.md"
+	echo "## Targets"
+	echo
+	echo "Each figure of cri-runtime, containerd's in the same run, and the ratio (ours / theirs, throughput: theirs / ours)."
+	echo
+	echo "| figure | target | cri-runtime | containerd | ratio |"
+	echo "| --- | --- | ---: | ---: | ---: |"
+	pb=$out/cri/podbench.md
+	for row in "pod start" "pod start, 20 at once"; do
+		target "$row p50 (ms)" "≤ 0.6×" "$(cell "$pb" "$row" 4)" "$(cell "$pb" "$row" 3)" "$(cell "$pb" "$row" 5)"
+		target "$row p99 (ms)" "≤ 0.6×" "$(cell "$pb" "$row" 7)" "$(cell "$pb" "$row" 6)" "$(cell "$pb" "$row" 8)"
+	done
+	for row in "CreateContainer + StartContainer" "ExecSync (true), running pod" "ListContainers, 100 pods"; do
+		target "$row p50 (ms)" "" "$(cell "$pb" "$row" 4)" "$(cell "$pb" "$row" 3)" "$(cell "$pb" "$row" 5)"
+	done
+	for row in "daemon RSS, idle" "daemon RSS, 50 pods" "shims PSS, 50 pods"; do
+		target "$row (MiB)" "" "$(cell "$pb" "$row" 4)" "$(cell "$pb" "$row" 3)" "$(cell "$pb" "$row" 5)"
+	done
+	row="per pod (daemon growth + shims)"
+	target "memory $row (MiB)" "≤ ⅓" "$(cell "$pb" "$row" 4)" "$(cell "$pb" "$row" 3)" "$(cell "$pb" "$row" 5)"
+	if [ -f "$out/pull.txt" ]; then
+		while read -r mode tag ratio; do
+			target "cold pull + unpack, $tag ($mode), throughput" "≥ 1.5×" \
+				"$(awk -v m="$mode" -v t="$tag" '$1 == m && $2 == t && $3 == "cri-runtime" {print $(NF-1), "MB/s"}' "$out/pull.txt")" \
+				"$(awk -v m="$mode" -v t="$tag" '$1 == m && $2 == t && $3 == "containerd" {print $(NF-1), "MB/s"}' "$out/pull.txt")" "$ratio"
+		done < <(awk '/ratio \(throughput/ {print $1, $2, $NF}' "$out/pull.txt")
+	fi
+	if [ -f "$out/tasks.txt" ]; then
+		target "shim PSS per container, 10 containers a shim each" "" \
+			"$(grep -o 'ours / containerd.s: [0-9.]* (a shim each)' "$out/tasks.txt" | awk '{print $4}') of containerd's" "" ""
+		target "restart to ready, 100 running containers (ms)" "≤ 2 s" \
+			"$(sed -n 's/^restore: .*all listed: \([0-9]*\) ms.*/\1/p' "$out/tasks.txt")" "" ""
+	fi
+	if [ -f "$out/meta.txt" ]; then
+		target "GC pause max, 10,000 blobs, 1,000 images (ms)" "" \
+			"$(awk '/^BenchmarkGC-/ {for (i = 1; i < NF; i++) if ($(i+1) == "pause-max-ms") print $i}' "$out/meta.txt")" "" ""
+	fi
+	echo
+	tail -n +7 "$out/report.md"
+} >"$doc"
+echo "--- $doc" >&2
+cat "$doc"

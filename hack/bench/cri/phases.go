@@ -180,6 +180,17 @@ func (r *runtimeUnderTest) startStop(ctx context.Context, name string, t timer) 
 		return err
 	}
 	t.add(mPodStart, total)
+	// A probe's exec, as kubelet's exec probes make it, once the
+	// container runs its command.
+	if err := p.waitReady(ctx); err != nil {
+		return err
+	}
+	if _, err := t.call(mExecSync, func() error {
+		_, _, err := r.rt.ExecSync(ctx, p.ctrID, []string{"true"}, 10*time.Second)
+		return err
+	}); err != nil {
+		return err
+	}
 	down, err := r.stop(ctx, p, t)
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ const (
 	mStart      = "StartContainer"
 	mCreateStrt = "CreateContainer + StartContainer"
 	mPodStart   = "pod start"
+	mExecSync   = "ExecSync (true), running pod"
 	mStopCtr    = "StopContainer"
 	mStopPod    = "StopPodSandbox"
 	mRemoveCtr  = "RemoveContainer"
@@ -38,14 +39,14 @@ const (
 
 // metricOrder is the rows of the table; the %d are filled by names.
 var metricOrder = []string{
-	mRun, mPodStatus, mImage, mCreate, mStart, mCreateStrt, mPodStart,
+	mRun, mPodStatus, mImage, mCreate, mStart, mCreateStrt, mPodStart, mExecSync,
 	mStopCtr, mStopPod, mRemoveCtr, mRemovePod, mTeardown,
 	mParRun, mParStart, mParDown, mListCtrs, mListPods, mCPUSeq, mCPUPar,
 }
 
 // headline are the rows the targets are about: the short table.
 var headline = map[string]bool{mRun: true, mCreate: true, mStart: true, mCreateStrt: true, mPodStart: true,
-	mTeardown: true, mParStart: true, mListCtrs: true, mCPUSeq: true, mCPUPar: true}
+	mExecSync: true, mTeardown: true, mParStart: true, mListCtrs: true, mCPUSeq: true, mCPUPar: true}
 
 // recorder gathers the samples of the runtimes, from many goroutines.
 type recorder struct {
