@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,6 +71,11 @@ type Manager struct {
 	mu    sync.Mutex // guards shims, tasks
 	shims map[groupKey]*shim
 	tasks map[taskKey]*shim // which shim holds each container
+	// since is the number of the create event of each indexed
+	// container (creating while its create is under way, 0 when not
+	// known): a delete event numbered lower is of an earlier container
+	// of the same ID.
+	since map[taskKey]uint64
 
 	fifoMu sync.Mutex // guards fifos
 	fifos  map[fifoKey]*fifoSet
@@ -100,7 +106,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
 		cfg: cfg, ctx: ctx, cancel: cancel,
-		shims: make(map[groupKey]*shim), tasks: make(map[taskKey]*shim),
+		shims: make(map[groupKey]*shim), tasks: make(map[taskKey]*shim), since: make(map[taskKey]uint64),
 		fifos: make(map[fifoKey]*fifoSet),
 	}, nil
 }
@@ -319,9 +325,15 @@ func (m *Manager) holds(ns, id string, sh *shim) bool {
 	return m.tasks[taskKey{ns, id}] == sh
 }
 
-func (m *Manager) index(ns, id string, sh *shim) {
+// creating is the since of a container whose create is under way.
+const creating = math.MaxUint64
+
+// index records that sh holds container id, whose create event is
+// numbered since (creating, or 0 when not known).
+func (m *Manager) index(ns, id string, sh *shim, since uint64) {
 	m.mu.Lock()
 	m.tasks[taskKey{ns, id}] = sh
+	m.since[taskKey{ns, id}] = since
 	m.mu.Unlock()
 }
 
@@ -329,8 +341,35 @@ func (m *Manager) unindex(ns, id string, sh *shim) {
 	m.mu.Lock()
 	if m.tasks[taskKey{ns, id}] == sh {
 		delete(m.tasks, taskKey{ns, id})
+		delete(m.since, taskKey{ns, id})
 	}
 	m.mu.Unlock()
+}
+
+// created records the number of the create event of container id, still
+// indexed to sh.
+func (m *Manager) created(ns, id string, sh *shim, seq uint64) {
+	m.mu.Lock()
+	if m.tasks[taskKey{ns, id}] == sh {
+		m.since[taskKey{ns, id}] = seq
+	}
+	m.mu.Unlock()
+}
+
+// unindexDeleted is unindex for the delete event numbered seq of sh: it
+// leaves alone a container of the same ID created after that delete, or
+// being created (the shim numbers the events of one ID in order). It
+// reports whether it unindexed.
+func (m *Manager) unindexDeleted(ns, id string, sh *shim, seq uint64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := taskKey{ns, id}
+	if m.tasks[k] != sh || m.since[k] >= seq {
+		return false
+	}
+	delete(m.tasks, k)
+	delete(m.since, k)
+	return true
 }
 
 // deliver hands an event to OnEvent and the Publisher.

@@ -108,7 +108,7 @@ func (m *Manager) restoreGroup(ctx context.Context, ns, group string) ([]State, 
 	var out []State
 	for _, p := range st.Processes {
 		if p.ExecID == "" {
-			m.index(ns, p.ID, sh)
+			m.index(ns, p.ID, sh, 0)
 			out = append(out, State{Namespace: ns, Group: group, ProcessState: p})
 		}
 	}

@@ -266,8 +266,8 @@ func (sh *shim) createLocked(ctx context.Context, opts CreateOpts) (*Task, error
 		return nil, err
 	}
 	// Indexed before the call so the shim's create event finds its task.
-	sh.m.index(sh.ns, opts.ID, sh)
-	_, err = c.Create(ctx, &shimapi.CreateRequest{
+	sh.m.index(sh.ns, opts.ID, sh, creating)
+	resp, err := c.Create(ctx, &shimapi.CreateRequest{
 		ID: opts.ID, Runtime: opts.Runtime, Spec: opts.Spec, Rootfs: opts.Rootfs,
 		IO: fifos.request(opts.IO), Checkpoint: opts.Checkpoint,
 	})
@@ -276,6 +276,7 @@ func (sh *shim) createLocked(ctx context.Context, opts CreateOpts) (*Task, error
 		fifos.close()
 		return nil, err
 	}
+	sh.m.created(sh.ns, opts.ID, sh, resp.Seq)
 	fifos.started()
 	sh.m.setFIFOs(sh.ns, opts.ID, "", fifos)
 	return &Task{sh: sh, id: opts.ID}, nil
@@ -384,8 +385,9 @@ func (sh *shim) follow(c *shimapi.Client, seq uint64) {
 		}
 		for _, ev := range resp.Events {
 			seq = ev.Seq
-			if ev.Topic == shimapi.TopicDelete && ev.ExecID == "" {
-				sh.m.unindex(sh.ns, ev.ID, sh)
+			// Task.Delete has done this, unless its answer was lost; the
+			// container may have been created again since.
+			if ev.Topic == shimapi.TopicDelete && ev.ExecID == "" && sh.m.unindexDeleted(sh.ns, ev.ID, sh, ev.Seq) {
 				sh.m.dropFIFOs(sh.ns, ev.ID)
 			}
 			sh.m.deliver(Event{Namespace: sh.ns, Group: sh.group, Event: ev})

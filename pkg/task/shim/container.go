@@ -15,7 +15,6 @@ import (
 	"time"
 
 	runc "github.com/containerd/go-runc"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/identifiers"
@@ -44,23 +43,65 @@ type container struct {
 
 func (c *container) subject() string { return fmt.Sprintf("container %q", c.id) }
 
-// specUser returns the uid and gid the spec's process runs as.
-func specUser(p *specs.Process) (int, int) {
-	if p == nil {
+// createSpec is what the shim reads of a container's runtime spec. The
+// rest passes through to config.json untouched: decoding the whole
+// specs.Spec would keep encoding/json's caches of its types (~170 KiB)
+// in every shim for its life.
+type createSpec struct {
+	Process *struct {
+		Terminal bool     `json:"terminal,omitempty"`
+		Args     []string `json:"args,omitempty"`
+		User     struct {
+			UID uint32 `json:"uid"`
+			GID uint32 `json:"gid"`
+		} `json:"user"`
+	} `json:"process,omitempty"`
+	Root *struct {
+		Path string `json:"path"`
+	} `json:"root,omitempty"`
+
+	raw []byte // the spec as the request has it
+}
+
+// user returns the uid and gid the spec's process runs as.
+func (s *createSpec) user() (int, int) {
+	if s.Process == nil {
 		return 0, 0
 	}
-	return int(p.User.UID), int(p.User.GID)
+	return int(s.Process.User.UID), int(s.Process.User.GID)
+}
+
+// withRoot returns the spec as JSON with root.path set to path, every
+// other field as the request has it.
+func (s *createSpec) withRoot(path string) ([]byte, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(s.raw, &top); err != nil {
+		return nil, err
+	}
+	var root map[string]json.RawMessage
+	if err := json.Unmarshal(top["root"], &root); err != nil {
+		return nil, err
+	}
+	p, err := json.Marshal(path)
+	if err != nil {
+		return nil, err
+	}
+	root["path"] = p
+	if top["root"], err = json.Marshal(root); err != nil {
+		return nil, err
+	}
+	return json.Marshal(top)
 }
 
 // validateCreate checks a create request and returns its spec.
-func validateCreate(req *shimapi.CreateRequest) (*specs.Spec, error) {
+func validateCreate(req *shimapi.CreateRequest) (*createSpec, error) {
 	if err := identifiers.Validate(req.ID); err != nil {
 		return nil, fmt.Errorf("container id: %w", err)
 	}
 	if req.Runtime == "" {
 		return nil, fmt.Errorf("container %q: no runtime binary: %w", req.ID, errdefs.ErrInvalidArgument)
 	}
-	var spec specs.Spec
+	spec := createSpec{raw: req.Spec}
 	if err := json.Unmarshal(req.Spec, &spec); err != nil {
 		return nil, fmt.Errorf("container %q: spec: %v: %w", req.ID, err, errdefs.ErrInvalidArgument)
 	}
@@ -79,7 +120,7 @@ func validateCreate(req *shimapi.CreateRequest) (*specs.Spec, error) {
 
 // create makes the container: bundle, rootfs, IO and the runtime's create.
 // Everything it did is undone when it fails.
-func (s *Service) create(ctx context.Context, req *shimapi.CreateRequest, spec *specs.Spec) (_ *container, retErr error) {
+func (s *Service) create(ctx context.Context, req *shimapi.CreateRequest, spec *createSpec) (_ *container, retErr error) {
 	binary, err := exec.LookPath(req.Runtime)
 	if err != nil {
 		return nil, fmt.Errorf("container %q: runtime %q: %v: %w", req.ID, req.Runtime, err, errdefs.ErrInvalidArgument)
@@ -112,7 +153,7 @@ func (s *Service) create(ctx context.Context, req *shimapi.CreateRequest, spec *
 		c.rootfs = true
 		undo = append(undo, func() { _ = mount.UnmountAll(filepath.Join(c.bundle, shimapi.RootfsDir)) })
 	}
-	uid, gid := specUser(spec.Process)
+	uid, gid := spec.user()
 	pio, err := newProcIO(req.IO, uid, gid)
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", req.ID, err)
@@ -130,16 +171,16 @@ func (s *Service) create(ctx context.Context, req *shimapi.CreateRequest, spec *
 	return c, nil
 }
 
-func (c *container) writeBundle(binary string, req *shimapi.CreateRequest, spec *specs.Spec) error {
+func (c *container) writeBundle(binary string, req *shimapi.CreateRequest, spec *createSpec) error {
+	b := spec.raw
 	if len(req.Rootfs) > 0 {
 		if err := os.Mkdir(filepath.Join(c.bundle, shimapi.RootfsDir), 0o700); err != nil {
 			return fmt.Errorf("container %q: rootfs: %w", c.id, err)
 		}
-		spec.Root.Path = shimapi.RootfsDir
-	}
-	b, err := json.Marshal(spec)
-	if err != nil {
-		return fmt.Errorf("container %q: spec: %v: %w", c.id, err, errdefs.ErrInvalidArgument)
+		var err error
+		if b, err = spec.withRoot(shimapi.RootfsDir); err != nil {
+			return fmt.Errorf("container %q: spec: %v: %w", c.id, err, errdefs.ErrInvalidArgument)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(c.bundle, "config.json"), b, 0o600); err != nil {
 		return fmt.Errorf("container %q: bundle: %w", c.id, err)

@@ -26,7 +26,8 @@ func newEventLog() *eventLog {
 	return &eventLog{changed: make(chan struct{})}
 }
 
-func (l *eventLog) add(ev shimapi.Event) {
+// add numbers ev, keeps it and returns its number.
+func (l *eventLog) add(ev shimapi.Event) uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.seq++
@@ -41,6 +42,7 @@ func (l *eventLog) add(ev shimapi.Event) {
 	l.events = append(l.events, ev)
 	close(l.changed)
 	l.changed = make(chan struct{})
+	return ev.Seq
 }
 
 // last returns the last sequence number given.

@@ -152,20 +152,21 @@ func listen(dir, sock string) (net.Listener, error) {
 }
 
 func register(srv *shimapi.Server, s *Service) {
+	c := &compactor{}
 	shimapi.Handle(srv, shimapi.MethodInfo, s.Info)
-	shimapi.Handle(srv, shimapi.MethodCreate, s.Create)
-	shimapi.Handle(srv, shimapi.MethodStart, s.Start)
-	shimapi.Handle(srv, shimapi.MethodExec, s.Exec)
+	shimapi.Handle(srv, shimapi.MethodCreate, compacting(c, s.Create))
+	shimapi.Handle(srv, shimapi.MethodStart, compacting(c, s.Start))
+	shimapi.Handle(srv, shimapi.MethodExec, compacting(c, s.Exec))
 	shimapi.Handle(srv, shimapi.MethodKill, s.Kill)
 	shimapi.Handle(srv, shimapi.MethodPause, s.Pause)
 	shimapi.Handle(srv, shimapi.MethodResume, s.Resume)
 	shimapi.Handle(srv, shimapi.MethodPids, s.Pids)
-	shimapi.Handle(srv, shimapi.MethodUpdate, s.Update)
+	shimapi.Handle(srv, shimapi.MethodUpdate, compacting(c, s.Update))
 	shimapi.Handle(srv, shimapi.MethodCloseStdin, s.CloseStdin)
 	shimapi.Handle(srv, shimapi.MethodResize, s.Resize)
 	shimapi.Handle(srv, shimapi.MethodWait, s.Wait)
-	shimapi.Handle(srv, shimapi.MethodDelete, s.Delete)
-	shimapi.Handle(srv, shimapi.MethodCheckpoint, s.Checkpoint)
+	shimapi.Handle(srv, shimapi.MethodDelete, compacting(c, s.Delete))
+	shimapi.Handle(srv, shimapi.MethodCheckpoint, compacting(c, s.Checkpoint))
 	shimapi.Handle(srv, shimapi.MethodState, s.State)
 	shimapi.Handle(srv, shimapi.MethodEvents, s.Events)
 	shimapi.Handle(srv, shimapi.MethodReopenLog, s.ReopenLog)

@@ -169,8 +169,8 @@ func (s *Service) Create(ctx context.Context, req *shimapi.CreateRequest) (*shim
 		return nil, err
 	}
 	st := c.init.state()
-	s.events.add(shimapi.Event{Topic: shimapi.TopicCreate, ID: req.ID, Pid: st.Pid})
-	return &shimapi.CreateResponse{Pid: st.Pid, Bundle: c.bundle}, nil
+	seq := s.events.add(shimapi.Event{Topic: shimapi.TopicCreate, ID: req.ID, Pid: st.Pid})
+	return &shimapi.CreateResponse{Pid: st.Pid, Bundle: c.bundle, Seq: seq}, nil
 }
 
 // Start starts a container's init or an exec process.

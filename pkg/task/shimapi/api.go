@@ -126,6 +126,9 @@ type CreateRequest struct {
 type CreateResponse struct {
 	Pid    uint32 `json:"pid"`
 	Bundle string `json:"bundle"`
+	// Seq is the number of the container's create event: the delete
+	// events of an earlier container of the same ID have lower numbers.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // ProcessRequest names a process: the init process of container ID when
