@@ -203,7 +203,7 @@ func (l *criLog) close() {
 // writer owns the file: it writes queued lines and handles reopens.
 func (l *criLog) writer(f *os.File) {
 	defer close(l.done)
-	buf := make([]byte, 0, logWriteSize)
+	var buf []byte // grown by the first lines: an idle log holds none
 	for range l.wake {
 		l.mu.Lock()
 		batch, reopens, closing := l.queue, l.reopens, l.closing
@@ -235,8 +235,8 @@ func (l *criLog) writer(f *os.File) {
 }
 
 // logWriteSize is how many bytes of whole lines the writer gathers per
-// write.
-const logWriteSize = 32 << 10
+// write (and keeps, in every shim, for each log that wrote).
+const logWriteSize = 8 << 10
 
 // appendCRILine appends line to buf in the CRI format.
 func appendCRILine(buf []byte, line logLine) []byte {
