@@ -26,6 +26,9 @@ func (w statusWriter) onEvent(ctx context.Context, ev task.Event) {
 	if ev.ExecID != "" {
 		return // an exec's life is not the container's
 	}
+	if w.earlier(ctx, ev) {
+		return
+	}
 	var err error
 	switch ev.Topic {
 	case shimapi.TopicCreate:
@@ -45,6 +48,16 @@ func (w statusWriter) onEvent(ctx context.Context, ev task.Event) {
 		// to write. Anything else is a database that refuses writes.
 		klog.FromContext(ctx).Error(err, "Write the status of a task", "id", ev.ID, "topic", ev.Topic)
 	}
+}
+
+// earlier reports whether ev happened before the container that now has
+// its ID was created: an event of an earlier container of that ID (run
+// --rm, then run of the same name, in the same shim), delivered late. It
+// would mark the new container exited, or started, while it is neither.
+// Sandbox IDs are never reused.
+func (w statusWriter) earlier(ctx context.Context, ev task.Event) bool {
+	c, err := w.db.Containers().Get(ctx, ev.ID)
+	return err == nil && ev.At.Before(c.CreatedAt)
 }
 
 // exited records the exit e in st.

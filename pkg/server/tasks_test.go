@@ -25,7 +25,8 @@ func TestStatusWriterIsIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := statusWriter{db: db}
-	at := time.Now().UTC().Truncate(time.Second)
+	// Whole seconds, after the records' creation: the events are of them.
+	at := time.Now().UTC().Truncate(time.Second).Add(time.Second)
 	ev := func(topic, id string, pid uint32, exit *task.Exit) {
 		w.onEvent(ctx, task.Event{Namespace: "ns", Event: shimapi.Event{Topic: topic, ID: id, Pid: pid, At: at, Exit: exit}})
 	}
@@ -68,5 +69,35 @@ func TestStatusWriterIsIdempotent(t *testing.T) {
 	}
 	if c, _ := db.Containers().Get(ctx, "held"); c.Status.State != meta.StateRunning {
 		t.Fatalf("held container: %+v", c.Status)
+	}
+}
+
+// A container deleted and created again under the same ID in the same
+// shim (run --rm, then run of the same name) gets the late events of the
+// first one after its own record exists: they happened before it was
+// created, and leave it alone (it showed exited, with the first one's
+// code, while it ran).
+func TestStatusWriterLeavesARecreatedContainerAlone(t *testing.T) {
+	db := metatest.New(t)
+	ctx := namespaces.WithNamespace(context.Background(), "ns")
+	before := time.Now().UTC().Add(-time.Second) // the first container's life
+	if _, err := db.Containers().Create(ctx, meta.Container{ID: "again", Runtime: meta.Runtime{Name: "runc"}}); err != nil {
+		t.Fatal(err)
+	}
+	w := statusWriter{db: db}
+	ev := func(topic string, pid uint32, at time.Time, exit *task.Exit) {
+		w.onEvent(ctx, task.Event{Namespace: "ns", Event: shimapi.Event{Topic: topic, ID: "again", Pid: pid, At: at, Exit: exit}})
+	}
+	ev(shimapi.TopicStart, 10, before, nil)
+	ev(shimapi.TopicExit, 10, before, &task.Exit{Status: 3, At: before})
+	ev(shimapi.TopicDelete, 10, before, &task.Exit{Status: 3, At: before})
+	if c, _ := db.Containers().Get(ctx, "again"); c.Status.State != meta.StateUnknown && c.Status.State != meta.StateCreated || c.Status.Pid != 0 {
+		t.Fatalf("the new container after the first one's late events: %+v", c.Status)
+	}
+	now := time.Now().UTC()
+	ev(shimapi.TopicCreate, 20, now, nil)
+	ev(shimapi.TopicStart, 20, now, nil)
+	if c, _ := db.Containers().Get(ctx, "again"); c.Status.State != meta.StateRunning || c.Status.Pid != 20 {
+		t.Fatalf("the new container's own events: %+v", c.Status)
 	}
 }
