@@ -13,6 +13,7 @@ import (
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/task"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // streamExec runs cmd in the running container id with the client's
@@ -32,6 +33,15 @@ func (s *Service) streamExec(ctx context.Context, id string, cmd []string, in io
 	proc, err := execProcess(c, cmd, tty)
 	if err != nil {
 		return err
+	}
+	if tty {
+		// The process starts with the client's terminal size, which its
+		// first message carries (kubectl sends it at once): a resize
+		// after the start comes after the process may have read 0x0.
+		w, h := firstSize(ctx, resize)
+		if w > 0 {
+			proc.ConsoleSize = &specs.Box{Width: uint(w), Height: uint(h)}
+		}
 	}
 	pio := task.IO{Terminal: tty}
 	if in != nil {
@@ -83,6 +93,37 @@ func (s *Service) streamExec(ctx context.Context, id string, cmd []string, in io
 		return utilexec.CodeExitError{Err: fmt.Errorf("command %q exited with status %d", cmd[0], exit.Status), Code: int(exit.Status)}
 	}
 	return nil
+}
+
+// firstSizeWait bounds the wait of an exec with a terminal for the
+// client's first terminal size. A client that sends one does so as soon
+// as the stream is up; over WebSocket, whose streams share one connection
+// in order, stdin sent before it holds it back until the process runs.
+const firstSizeWait = 250 * time.Millisecond
+
+// firstSize waits up to firstSizeWait for the first usable terminal size
+// of resize; 0, 0 when none came.
+func firstSize(ctx context.Context, resize <-chan remotecommand.TerminalSize) (width, height uint16) {
+	if resize == nil {
+		return 0, 0
+	}
+	timer := time.NewTimer(firstSizeWait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return 0, 0
+		case <-timer.C:
+			return 0, 0
+		case size, ok := <-resize:
+			if !ok {
+				return 0, 0
+			}
+			if size.Width > 0 && size.Height > 0 {
+				return size.Width, size.Height
+			}
+		}
+	}
 }
 
 // forwardResize applies each terminal size of resize with fn until ctx

@@ -83,13 +83,20 @@ func TestStreamingExec(t *testing.T) {
 				t.Errorf("stdout %q, stderr %q, exit %d; want out, err, 3", out, errs, code)
 			}
 
-			// The terminal has no size (busybox stty prints none) until
-			// the client's first resize.
-			script := `until [ -n "$(stty size 2>/dev/null)" ]; do sleep 0.1; done; stty size; read x; echo "got:$x"; exit 5`
+			// Over SPDY the terminal has the client's size from the
+			// start: the process reads it before any resize could follow.
+			// Over WebSocket the stdin sent first holds the size back
+			// (one connection, in order) until the process runs.
+			script := `n=0; until s=$(stty size 2>/dev/null); [ -n "$s" ] && [ "${s%% *}" != 0 ]; do n=$((n+1)); sleep 0.1; done; ` +
+				`echo "size:$s waited:$n"; read x; echo "got:$x"; exit 5`
 			u = h.execURL(t, &criapi.ExecRequest{ContainerId: id, Cmd: []string{"sh", "-c", script}, Stdin: true, Stdout: true, Tty: true})
 			out, errs, code = run(t, clientSpec{URL: u, WebSocket: ws, Stdin: true, Stdout: true, TTY: true, Size: []uint16{100, 40}}, "abc\n")
-			if !strings.Contains(out, "40 100\r\n") || !strings.Contains(out, "got:abc\r\n") || code != 5 {
-				t.Errorf("terminal: stdout %q, exit %d, stderr %q; want the size 40 100, got:abc and 5", out, code, errs)
+			want := "size:40 100 waited:0\r\n"
+			if ws {
+				want = "size:40 100 waited:"
+			}
+			if !strings.Contains(out, want) || !strings.Contains(out, "got:abc\r\n") || code != 5 {
+				t.Errorf("terminal: stdout %q, exit %d, stderr %q; want %q, got:abc and 5", out, code, errs, want)
 			}
 		})
 	}
