@@ -12,19 +12,29 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 
-# runc and crun set the propagation of "/" in a container's mount namespace,
-# which needs the root to be a mount point: in a chroot it is not, and every
-# container fails ("mount /, flags: 0x84000: invalid argument"). There the
-# suite runs in a mount namespace of its own, chrooted into a bind mount of
-# this root.
+# runc and crun set the propagation of "/" in a container's mount namespace
+# and pivot_root from it, which needs the root to be a mount point: in a
+# chroot it is not, and every container fails ("mount /, flags: 0x84000:
+# invalid argument"). A bind mount of the chroot somewhere inside it is not
+# enough either: runc exec enters the container's mount namespace at the
+# namespace's root, the host's, not the container's. So, in a mount
+# namespace of its own, the suite leaves the chroot for the host's root
+# (perl-base, in every Debian, has chroot), mounts the chroot over it, and
+# re-enters the namespace, whose root is then the chroot, a mount point.
 if ! mountpoint -q / && [ -z "${CRI_RUNTIME_TEST_ROOT_BOUND:-}" ]; then
-	echo "hack/test.sh: / is not a mount point (a chroot): the suite runs in a mount namespace whose root is a bind mount of this one" >&2
-	exec unshare --mount --propagation unchanged env CRI_RUNTIME_TEST_ROOT_BOUND=1 bash -c '
-		set -e
-		root=$(mktemp -d)
-		mount --rbind / "$root"
-		mount --make-rprivate "$root"
-		exec chroot "$root" bash -c "cd \"\$0\" && exec hack/test.sh" "$PWD"'
+	echo "hack/test.sh: / is not a mount point (a chroot): the suite runs in a mount namespace whose root it is" >&2
+	exec 9</
+	exec unshare --mount --propagation unchanged env CRI_RUNTIME_TEST_ROOT_BOUND=1 perl -e '
+		my $dir = shift;
+		mkdir "/tmp/.cri-runtime-root";
+		chdir "/" or die "chdir: $!";
+		chroot "/tmp/.cri-runtime-root" or die "chroot: $!";
+		chdir ".." for 1 .. 256;
+		chroot "." or die "chroot to the host root: $!";
+		system("mount", "--rbind", "/proc/self/fd/9", "/") == 0 or die "bind mount of the chroot over /";
+		system("mount", "--make-rprivate", "/") == 0 or die "make / private";
+		exec "nsenter", "--mount=/proc/self/ns/mnt", "/bin/sh", "-c", "cd \"\$0\" && exec hack/test.sh", $dir or die "nsenter: $!";
+	' "$PWD"
 fi
 
 echo "--- preflight"
