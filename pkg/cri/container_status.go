@@ -103,9 +103,16 @@ func (s *Service) ListContainers(ctx context.Context, req *runtime.ListContainer
 		}
 		fs = append(fs, "sandboxid=="+pod.ID)
 	}
-	all, err := s.db.Containers().List(ctx, fs...)
+	all, err := s.db.Containers().ListWithoutSpec(ctx, fs...)
 	if err != nil {
 		return nil, err
+	}
+	if len(fs) == 0 {
+		ids := make(map[string]bool, len(all))
+		for _, mc := range all {
+			ids[mc.ID] = true
+		}
+		defer s.listed.keepOnly(ids)
 	}
 	resp := &runtime.ListContainersResponse{}
 	for _, mc := range all {
@@ -115,10 +122,10 @@ func (s *Service) ListContainers(ctx context.Context, req *runtime.ListContainer
 		if f.GetState() != nil && containerState(mc.Status) != f.GetState().GetState() {
 			continue
 		}
-		if !matchLabels(criLabels(mc.Labels), f.GetLabelSelector()) {
+		if sel := f.GetLabelSelector(); len(sel) > 0 && !matchLabels(criLabels(mc.Labels), sel) {
 			continue
 		}
-		c, err := decodeContainer(mc)
+		c, err := s.listed.decode(mc)
 		if err != nil {
 			return nil, err
 		}

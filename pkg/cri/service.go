@@ -75,6 +75,9 @@ type Service struct {
 	// containers' stdio for attach (streaming.go).
 	stream *streamServer
 
+	// listed caches the decoded records of ListContainers.
+	listed decodeCache
+
 	// podCIDR is the last UpdateRuntimeConfig's, guarded by mu.
 	mu      sync.Mutex
 	podCIDR string

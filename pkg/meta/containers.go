@@ -35,6 +35,16 @@ func (s *ContainerStore) List(ctx context.Context, fs ...string) ([]Container, e
 	return containerKind.list(ctx, s.db, fs)
 }
 
+// ListWithoutSpec is List with the records' Spec left empty: for lists
+// made often (kubelet's relist), which need no spec and would copy each.
+func (s *ContainerStore) ListWithoutSpec(ctx context.Context, fs ...string) ([]Container, error) {
+	return containerHeadKind.list(ctx, s.db, fs)
+}
+
+// containerHeadKind reads containers without their spec.
+var containerHeadKind = recordKind[Container]{noun: "container", bucket: bucketKeyContainers, adapt: adaptContainer,
+	read: func(id string, bkt *bolt.Bucket) Container { return readContainerSpec(id, bkt, false) }}
+
 func adaptContainer(c Container) filters.Adaptor {
 	return filters.Map(fields(
 		"id", c.ID,
@@ -288,15 +298,23 @@ func (db *DB) checkSnapshotRef(btx *bolt.Tx, ns string, c Container) error {
 	return nil
 }
 
-func readContainer(id string, bkt *bolt.Bucket) Container {
+func readContainer(id string, bkt *bolt.Bucket) Container { return readContainerSpec(id, bkt, true) }
+
+// readContainerSpec reads the container record in bkt, its spec too when
+// spec is true.
+func readContainerSpec(id string, bkt *bolt.Bucket, spec bool) Container {
 	st, _ := readStatus(bkt) // Check reports a corrupt one
+	var sp []byte
+	if spec {
+		sp = copyBytes(bkt.Get(keySpec))
+	}
 	return Container{
 		Status:      st,
 		ID:          id,
 		Labels:      readLabels(bkt),
 		Image:       string(bkt.Get(keyImage)),
 		Runtime:     readRuntime(bkt),
-		Spec:        copyBytes(bkt.Get(keySpec)),
+		Spec:        sp,
 		Snapshotter: string(bkt.Get(keySnapshotter)),
 		SnapshotKey: string(bkt.Get(keySnapshotKey)),
 		SandboxID:   string(bkt.Get(keySandboxID)),

@@ -44,9 +44,11 @@ func (k recordKind[T]) list(ctx context.Context, db *DB, fs []string) ([]T, erro
 	if err != nil {
 		return nil, err
 	}
-	filter, err := filters.ParseAll(fs...)
-	if err != nil {
-		return nil, err
+	var filter filters.Filter
+	if len(fs) > 0 { // none matches all: no adaptor to build per record
+		if filter, err = filters.ParseAll(fs...); err != nil {
+			return nil, err
+		}
 	}
 	var list []T
 	err = db.view(ctx, func(btx *bolt.Tx) error {
@@ -56,7 +58,7 @@ func (k recordKind[T]) list(ctx context.Context, db *DB, fs []string) ([]T, erro
 		}
 		return bkt.ForEachBucket(func(key []byte) error {
 			rec := k.read(string(key), bkt.Bucket(key))
-			if filter.Match(k.adapt(rec)) {
+			if filter == nil || filter.Match(k.adapt(rec)) {
 				list = append(list, rec)
 			}
 			return nil

@@ -20,6 +20,7 @@
 #             containerd only when asked, so this is the like-for-like mode
 # MODES="external go durable" by default.
 set -euo pipefail
+shopt -s inherit_errexit # a failed pull fails the run, also inside $(...)
 cd "$(dirname "$0")/../../.."
 REPS=${1:-3}
 MODES=${MODES:-external go durable}
@@ -31,6 +32,7 @@ if [ -n "$CONTAINERD_BIN" ]; then ctrd=$CONTAINERD_BIN/containerd; ctr=$CONTAINE
 [ -x "$ctrd" ] || { echo "containerd not found (set CONTAINERD_BIN)" >&2; exit 1; }
 
 go build -o "$BENCH_DIR/cri-runtime" ./cmd/cri-runtime
+CGO_ENABLED=0 go build -o "$BENCH_DIR/cri-runtime-shim" ./cmd/cri-runtime-shim
 go build -o "$BENCH_DIR/genimage" ./hack/bench/pull/genimage
 
 # Registry on loopback.
@@ -85,6 +87,7 @@ EOC
 	env $(modeenv) "$ctrd" --config "$d/config.toml" >"$d/log" 2>&1 &
 	local pid=$!
 	for _ in $(seq 100); do [ -S "$d/containerd.sock" ] && break; sleep 0.1; done
+	[ -S "$d/containerd.sock" ] || { echo "containerd did not start:" >&2; cat "$d/log" >&2; exit 1; }
 	fresh
 	local t0; t0=$(now)
 	"$ctr" -a "$d/containerd.sock" -n bench images pull --plain-http "127.0.0.1:$port/bench:$1" >/dev/null
@@ -96,9 +99,11 @@ EOC
 
 run_ours() { # tag -> seconds
 	local d=$BENCH_DIR/ours; rm -rf "$d"; mkdir -p "$d"
-	env $(modeenv) "$BENCH_DIR/cri-runtime" serve --root "$d/root" --state "$d/state" --address "$d/mgmt.sock" --metrics-address "" >"$d/log" 2>&1 &
+	env $(modeenv) "$BENCH_DIR/cri-runtime" serve --root "$d/root" --state "$d/state" --address "$d/mgmt.sock" \
+		--cri-address "" --metrics-address "" >"$d/log" 2>&1 &
 	local pid=$!
 	for _ in $(seq 100); do [ -S "$d/mgmt.sock" ] && break; sleep 0.1; done
+	[ -S "$d/mgmt.sock" ] || { echo "cri-runtime did not start:" >&2; cat "$d/log" >&2; exit 1; }
 	fresh
 	local t0; t0=$(now)
 	"$BENCH_DIR/cri-runtime" --address "$d/mgmt.sock" -n bench pull --quiet "127.0.0.1:$port/bench:$1" >/dev/null
