@@ -71,14 +71,14 @@ section() { # section NAME TITLE COMMAND...: runs COMMAND, its stdout to OUT/NAM
 	echo "$(date -u +%Y-%m-%dT%H:%MZ), cri-runtime $(git describe --always --dirty 2>/dev/null || echo '?'),"
 	echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r), $(runc --version | head -1),"
 	echo "load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
-	echo
+	echo "Made by \`CONTAINERD_BIN=DIR hack/bench/run.sh\`, both runtimes on this machine in the same run, taking turns."
 } >"$out/report.md"
 
 section cri "Pod start, teardown, lists, CPU and memory through the CRI" \
 	env BENCH_REPORT="$out/cri" hack/bench/cri/run.sh -rounds "${BENCH_ROUNDS:-3}"
 section tasks "Shims and tasks through the daemons" hack/bench/tasks/run.sh 10 30 100
-section pull "Cold pull and unpack" env MODES="${MODES:-external}" BENCH_DIR="${BENCH_PULL_DIR:-hack/bench/pull/results}" \
-	hack/bench/pull/run.sh "${BENCH_PULL_REPS:-3}"
+export BENCH_DIR=${BENCH_PULL_DIR:-hack/bench/pull/results} # its images, generated once
+section pull "Cold pull and unpack" env MODES="${MODES:-external}" hack/bench/pull/run.sh "${BENCH_PULL_REPS:-3}"
 section meta "Metadata store: GC pause and lock hold" \
 	bash -c "go test -run '^\$' -bench 'BenchmarkGC' -benchtime 200x ./pkg/meta/ && go test -run '^\$' -bench 'BenchmarkInterlock' -benchtime 3s ./pkg/meta/"
 echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)." >>"$out/report.md"
@@ -89,6 +89,7 @@ cell() { awk -F'|' -v row="$2" -v col="$3" '{ r = $2; gsub(/^ +| +$/, "", r) } r
 target() { echo "| $1 | $2 | ${3:--} | ${4:--} | ${5:--} |"; }
 {
 	head -6 "$out/report.md"
+	echo
 	echo "## Targets"
 	echo
 	echo "Each figure of cri-runtime, containerd's in the same run, and the ratio (ours / theirs, throughput: theirs / ours)."
