@@ -72,6 +72,7 @@ type Node struct {
 	Metrics string
 	root    string // the daemon's root
 	logDir  string // where pods' log directories are; "" is under Dir
+	netOpts []cnitest.Opt
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -93,7 +94,7 @@ func New(t *testing.T, extra string, opts ...Opt) *Node {
 	if n.SockDir, err = os.MkdirTemp("", "crc"); err != nil {
 		t.Fatal(err)
 	}
-	n.Net = cnitest.New(t)
+	n.Net = cnitest.New(t, n.netOpts...)
 	n.Metrics = freeAddr(t)
 	n.Registry = imagetest.StartRegistry(t)
 	busybox := imagetest.BusyboxLayer(t, image.CompressionGzip)
@@ -182,6 +183,12 @@ type Opt func(*Node)
 // WithRoot puts the daemon's root directory at dir (on a small
 // filesystem, say).
 func WithRoot(dir string) Opt { return func(n *Node) { n.root = dir } }
+
+// WithWideNetwork gives the node's network a /23 (cnitest.WithWideSubnet),
+// for more pods than a /24 holds.
+func WithWideNetwork() Opt {
+	return func(nd *Node) { nd.netOpts = append(nd.netOpts, cnitest.WithWideSubnet()) }
+}
 
 // WithLogDir puts the pods' log directories under dir.
 func WithLogDir(dir string) Opt { return func(n *Node) { n.logDir = dir } }

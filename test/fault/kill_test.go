@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,6 +59,7 @@ func TestKillUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := &ledger{pods: map[string]bool{}, ctrs: map[string]bool{}}
+	l.lastKill.Store(time.Now().UnixNano()) // the bound of the first retries
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
@@ -82,6 +84,7 @@ func TestKillUnderLoad(t *testing.T) {
 	for k := 0; k < total; k++ {
 		time.Sleep(time.Duration(200+rand.IntN(1300)) * time.Millisecond)
 		n.Kill9()
+		l.lastKill.Store(time.Now().UnixNano())
 		checkOffline(t, n.Root())
 		n.Start()
 		l.check(t, n)
@@ -113,6 +116,9 @@ type ledger struct {
 	pods, ctrs         map[string]bool
 	podsMade, ctrsMade int
 	all                []string // every ID ever reported made
+	// lastKill is when the daemon was last killed (Unix nanoseconds):
+	// retries go on, as kubelet's do, until 2 minutes after it.
+	lastKill atomic.Int64
 }
 
 func (l *ledger) set(m map[string]bool, id string, live bool) {
@@ -172,7 +178,7 @@ func podRound(n *crinode.Node, l *ledger, name string) error {
 	ctx := context.Background()
 	pc := n.PodConfig(name)
 	var podID string
-	if err := retry(func() (err error) {
+	if err := l.retry(func() (err error) {
 		podID, err = n.Runtime().RunPodSandbox(ctx, pc, "")
 		return err
 	}); err != nil {
@@ -184,14 +190,14 @@ func podRound(n *crinode.Node, l *ledger, name string) error {
 	l.mu.Unlock()
 	// kubelet pulls the image before it creates the container (this one
 	// is present: the pull resolves it at the registry again).
-	if err := retry(func() error {
+	if err := l.retry(func() error {
 		_, err := n.Images().PullImage(ctx, &runtime.ImageSpec{Image: n.Busybox}, nil, pc)
 		return err
 	}); err != nil {
 		return fmt.Errorf("%s: PullImage: %w", name, err)
 	}
 	var ctrID string
-	if err := retry(func() (err error) {
+	if err := l.retry(func() (err error) {
 		ctrID, err = n.Runtime().CreateContainer(ctx, podID, n.ContainerConfig("c", "sleep", "3600"), pc)
 		return err
 	}); err != nil {
@@ -201,7 +207,7 @@ func podRound(n *crinode.Node, l *ledger, name string) error {
 	l.mu.Lock()
 	l.ctrsMade++
 	l.mu.Unlock()
-	if err := retry(func() error {
+	if err := l.retry(func() error {
 		err := n.Runtime().StartContainer(ctx, ctrID)
 		if status.Code(cause(err)) == codes.FailedPrecondition {
 			// A start the daemon did before it was killed: kubelet
@@ -215,35 +221,37 @@ func podRound(n *crinode.Node, l *ledger, name string) error {
 	}); err != nil {
 		return fmt.Errorf("%s: StartContainer: %w", name, err)
 	}
-	if err := retry(func() error {
+	if err := l.retry(func() error {
 		_, _, err := n.Runtime().ExecSync(ctx, ctrID, []string{"true"}, 10*time.Second)
 		return err
 	}); err != nil {
 		return fmt.Errorf("%s: ExecSync: %w", name, err)
 	}
-	if err := retry(func() error { return n.Runtime().StopPodSandbox(ctx, podID) }); err != nil {
+	if err := l.retry(func() error { return n.Runtime().StopPodSandbox(ctx, podID) }); err != nil {
 		return fmt.Errorf("%s: StopPodSandbox: %w", name, err)
 	}
 	// From here on the pod and its container may be gone at any time.
 	l.set(l.ctrs, ctrID, false)
 	l.set(l.pods, podID, false)
-	if err := retry(func() error { return n.Runtime().RemovePodSandbox(ctx, podID) }); err != nil {
+	if err := l.retry(func() error { return n.Runtime().RemovePodSandbox(ctx, podID) }); err != nil {
 		return fmt.Errorf("%s: RemovePodSandbox: %w", name, err)
 	}
 	return nil
 }
 
 // retry calls fn until it succeeds or fails with something else than the
-// daemon being away: Unavailable, a deadline, a cancellation.
-func retry(fn func() error) error {
-	deadline := time.Now().Add(2 * time.Minute)
+// daemon being away (Unavailable, a deadline, a cancellation), as kubelet
+// does: with a kill every second or so under 50 clients, one call can miss
+// many daemons in a row, so the bound is 2 minutes after the last kill.
+func (l *ledger) retry(fn func() error) error {
 	for {
 		err := fn()
 		switch status.Code(cause(err)) {
 		case codes.OK:
 			return nil
 		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
-			if time.Now().After(deadline) {
+			last := time.Unix(0, l.lastKill.Load())
+			if time.Since(last) > 2*time.Minute {
 				return err
 			}
 			time.Sleep(50 * time.Millisecond)

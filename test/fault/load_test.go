@@ -91,10 +91,12 @@ func settled(t *testing.T, n *crinode.Node, base usage, slackKiB int) usage {
 // and memory come back to their baseline.
 func TestLoadPods(t *testing.T) {
 	burst, total := 100, 100
+	var opts []crinode.Opt
 	if long() {
 		total = 500
+		opts = append(opts, crinode.WithWideNetwork()) // a /24 holds 253 pods
 	}
-	n := crinode.New(t, "")
+	n := crinode.New(t, "", opts...)
 	ctx := context.Background()
 	if _, err := n.Img.PullImage(ctx, &runtime.ImageSpec{Image: n.Busybox}, nil, nil); err != nil {
 		t.Fatal(err)

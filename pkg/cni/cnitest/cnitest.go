@@ -37,8 +37,8 @@ import (
 // Env is one private network. Its fields are fixed by New.
 type Env struct {
 	Name      string       // the network's and the bridge's name: cri-rt-testN
-	Subnet    netip.Prefix // 10.88.N.0/24
-	Gateway   netip.Addr   // 10.88.N.1, the bridge's address
+	Subnet    netip.Prefix // 10.88.N.0/24, or 10.92.2N.0/23 (WithWideSubnet)
+	Gateway   netip.Addr   // its first address, the bridge's
 	ConfDir   string       // holds ConfFile once WriteConf ran
 	DataDir   string       // host-local's data dir
 	CacheDir  string       // libcni's cache dir
@@ -47,6 +47,7 @@ type Env struct {
 	WrapDir   string       // plugin wrappers (WrapPlugin), searched first
 
 	lock *os.File // holds N
+	wide bool     // WithWideSubnet
 }
 
 // plugins are the plugins an Env uses.
@@ -55,10 +56,13 @@ var plugins = []string{"bridge", "host-local", "portmap", "loopback"}
 // New makes a private network for t, writes its configuration into ConfDir
 // and undoes everything when t ends. It stops t (testenv.Missing) when
 // this machine cannot run it.
-func New(t testing.TB) *Env {
+func New(t testing.TB, opts ...Opt) *Env {
 	t.Helper()
 	testenv.NeedRoot(t, "a CNI bridge network")
 	e := &Env{PluginDir: findPlugins(t)}
+	for _, o := range opts {
+		o(e)
+	}
 	for _, tool := range []string{"ip", "iptables-save", "iptables-restore"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			testenv.Missing(t, "%s is not installed (hack/deps.sh: iproute2, iptables): %v", tool, err)
@@ -81,6 +85,13 @@ func New(t testing.TB) *Env {
 	e.WriteConf(t)
 	return e
 }
+
+// Opt changes the network New makes.
+type Opt func(*Env)
+
+// WithWideSubnet gives the network a /23, 10.92.2N.0/23, for up to 509
+// pods (the bridge plugin takes one gateway address, so one subnet).
+func WithWideSubnet() Opt { return func(e *Env) { e.wide = true } }
 
 // Config returns a cni.Config of this network: its conf, cache and netns
 // dirs, the wrapper dir then the real plugins, a short plugin timeout.
@@ -209,6 +220,13 @@ func (e *Env) takeNumber(t testing.TB) {
 		}
 		e.Name = fmt.Sprintf("cri-rt-test%d", n)
 		e.Subnet = netip.MustParsePrefix(fmt.Sprintf("10.88.%d.0/24", n))
+		if e.wide {
+			if n >= 128 {
+				f.Close()
+				break
+			}
+			e.Subnet = netip.MustParsePrefix(fmt.Sprintf("10.92.%d.0/23", 2*n))
+		}
 		e.Gateway = e.Subnet.Addr().Next()
 		if subnetInUse(e.Subnet, e.Name) {
 			f.Close()
