@@ -310,8 +310,12 @@ func TestRunTerminal(t *testing.T) {
 				t.Fatalf("run -t: exit %d, output %q: want the container's own pty, sized as this one", code, out)
 			}
 			e.mustRun("run", "-d", "--runtime", rt, e.ref, id, "sleep", "1000")
-			out, code = e.inTerminal(t, "tasks", "exec", "-t", "--exec-id", "t1", id, "sh", "-c", "tty; stty size; exit 3")
-			if code != 3 || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "33 111") {
+			// crun's exec does not size the pty before the process runs (runc's
+			// does): the shim sizes it as soon as it holds it, a moment later.
+			waitSize := `n=0; until s=$(stty size 2>/dev/null); [ -n "$s" ] && [ "${s%% *}" != 0 ]; do ` +
+				`n=$((n+1)); [ $n -gt 40 ] && break; sleep 0.05; done; echo "size:$s"`
+			out, code = e.inTerminal(t, "tasks", "exec", "-t", "--exec-id", "t1", id, "sh", "-c", "tty; "+waitSize+"; exit 3")
+			if code != 3 || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "size:33 111") {
 				t.Fatalf("tasks exec -t: exit %d, output %q: want a pty sized as this one", code, out)
 			}
 			e.mustRun("containers", "rm", "--force", id)
