@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"os"
 	"os/exec"
@@ -34,6 +33,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/cri-runtime/cri-runtime/hack/bench/internal/benchimage"
 	"github.com/cri-runtime/cri-runtime/pkg/mount"
 	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
 	"github.com/cri-runtime/cri-runtime/pkg/task"
@@ -60,7 +60,7 @@ func main() {
 	check(err)
 	defer os.RemoveAll(work)
 	rootfs := filepath.Join(work, "rootfs")
-	check(buildRootfs(rootfs))
+	check(benchimage.BuildRootfs(rootfs))
 
 	fmt.Printf("# %s, %d containers, %d runs, runtime %s\n", time.Now().UTC().Format(time.RFC3339), *n, *runs, *runtimeBin)
 	ours := startOurs(work, rootfs)
@@ -395,7 +395,7 @@ func containerdShims(sock string) (pss, rss int) {
 // writeOCIImage writes an OCI image archive of one uncompressed layer
 // holding rootfs, named name, for `ctr images import`.
 func writeOCIImage(path, rootfs, name string) error {
-	layer, err := tarDir(rootfs)
+	layer, err := benchimage.TarDir(rootfs)
 	if err != nil {
 		return err
 	}
@@ -450,77 +450,4 @@ func writeTar(path string, files map[string][]byte) error {
 		}
 	}
 	return out.Close()
-}
-
-// tarDir returns the tree at rootfs as an uncompressed tar layer.
-func tarDir(rootfs string) ([]byte, error) {
-	var layer bytes.Buffer
-	tw := tar.NewWriter(&layer)
-	err := filepath.Walk(rootfs, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || p == rootfs {
-			return err
-		}
-		rel, _ := filepath.Rel(rootfs, p)
-		link := ""
-		if fi.Mode()&os.ModeSymlink != 0 {
-			link, _ = os.Readlink(p)
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		hdr.Name = rel
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.Copy(tw, f)
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return layer.Bytes(), nil
-}
-
-// buildRootfs makes a busybox-static root filesystem at dir.
-func buildRootfs(dir string) error {
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		return err
-	}
-	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "etc", "root"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return err
-		}
-	}
-	data, err := os.ReadFile(bb)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), data, 0o755); err != nil {
-		return err
-	}
-	out, err := exec.Command(bb, "--list").Output()
-	if err != nil {
-		return err
-	}
-	for _, applet := range strings.Fields(string(out)) {
-		if applet != "busybox" {
-			if err := os.Symlink("busybox", filepath.Join(dir, "bin", applet)); err != nil {
-				return err
-			}
-		}
-	}
-	return os.WriteFile(filepath.Join(dir, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
 }

@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/hack/bench/internal/benchimage"
 	"github.com/cri-runtime/cri-runtime/pkg/client"
 	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
 )
@@ -60,7 +61,7 @@ func main() {
 	check(err)
 	atCleanup(func() { os.RemoveAll(work) })
 	rootfs := filepath.Join(work, "rootfs")
-	check(buildRootfs(rootfs))
+	check(benchimage.BuildRootfs(rootfs))
 	reg := startRegistry(work)
 	atCleanup(func() { reg.Process.Kill(); reg.Wait() })
 	ref := pushImage(work, rootfs, reg.addr)
