@@ -382,7 +382,10 @@ func (n *Node) PodConfig(name string) *runtime.PodSandboxConfig {
 		Hostname:     name,
 		LogDirectory: filepath.Join(n.logDirOr(), name),
 		Labels:       map[string]string{"app": name},
-		Linux:        &runtime.LinuxPodSandboxConfig{},
+		// kubelet's namespaces for a pod that does not share its
+		// process namespace: the CRI's zero value is POD.
+		Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER}}},
 	}
 }
 

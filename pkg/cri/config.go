@@ -28,6 +28,13 @@ type Config struct {
 	// Image reference; default "registry.k8s.io/pause:3.10".
 	SandboxImage string `toml:"sandbox_image"`
 
+	// DropInfraContainer starts pods that share no PID namespace
+	// without a pause container, as CRI-O's drop_infra_ctr: their IPC and
+	// UTS namespaces are pinned on files, as the network namespace is,
+	// and the sandbox image is not used. A pod that shares its PID
+	// namespace (POD) always has a pause, its PID 1. Default true.
+	DropInfraContainer bool `toml:"drop_infra_container"`
+
 	// StreamAddress is the host:port of the streaming server (exec,
 	// attach, port-forward URLs kubelet hands to the API server); port 0
 	// picks a free one. Default "127.0.0.1:0".
@@ -82,6 +89,7 @@ func DefaultConfig() Config {
 	return Config{
 		Address:                 "/run/cri-runtime/cri-runtime.sock",
 		SandboxImage:            "registry.k8s.io/pause:3.10",
+		DropInfraContainer:      true,
 		StreamAddress:           "127.0.0.1:0",
 		StreamIdleTimeout:       gc.Duration(4 * time.Hour),
 		CgroupDriver:            string(spec.Cgroupfs),

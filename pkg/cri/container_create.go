@@ -201,7 +201,7 @@ func (s *Service) containerSpec(ctx context.Context, id string, pod podRecord, c
 		}
 	}
 	ociSpec, err := spec.Container(img, cfgCopy, pod.config, spec.ContainerOptions{
-		ID: id, SandboxID: pod.ID, SandboxPID: pod.Status.Pid, NetNSPath: netw.NetNS,
+		ID: id, SandboxID: pod.ID, SandboxPID: pod.Status.Pid, NetNSPath: netw.NetNS, IPCPath: netw.IPC, UTSPath: netw.UTS, NoPause: netw.NoPause,
 		Files: spec.SandboxFiles{Hosts: paths.Hosts, ResolvConf: paths.Resolv, Hostname: paths.Hostname, Shm: paths.Shm},
 		Users: users, Devices: spec.HostDevices, SeccompProfile: profile,
 		Host: s.host, Runtime: s.runtimeOptions(pod.info.RuntimeHandler),

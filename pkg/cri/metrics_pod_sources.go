@@ -89,8 +89,8 @@ func (s *Service) podMetrics(ctx context.Context, pod podRecord, containers []me
 	md := pod.config.GetMetadata()
 	sample := &metricSample{now: now, started: pod.Status.StartedAt,
 		labels: []string{"", pod.ID, "", pod.Labels[LabelName], md.GetNamespace(), md.GetName()}}
-	if pid, err := s.runningPid(ctx, pod.ID); err != nil {
-		log.V(4).Info("Pod metrics: no pause process", "err", err)
+	if pid, err := s.podPid(ctx, pod.ID, containers); err != nil {
+		log.V(4).Info("Pod metrics: no process in the pod", "err", err)
 	} else {
 		if pod.config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() != runtime.NamespaceMode_NODE {
 			if sample.network, err = readNetDev(pid); err != nil {
@@ -149,6 +149,23 @@ func (s *Service) containerSample(ctx context.Context, c containerRecord, pod *r
 	}
 	sample.fs = &fs
 	return sample, nil
+}
+
+// podPid is a process in the namespaces and under the cgroup of the pod:
+// its pause or, in a pod without one, a running container's init.
+func (s *Service) podPid(ctx context.Context, podID string, containers []meta.Container) (int, error) {
+	pid, err := s.runningPid(ctx, podID)
+	if err == nil || !errdefs.IsNotFound(err) {
+		return pid, err
+	}
+	for _, c := range containers {
+		if c.Status.State == meta.StateRunning || c.Status.State == meta.StatePaused {
+			if pid, err := s.runningPid(ctx, c.ID); err == nil {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("pod %s: no running process: %w", podID, errdefs.ErrNotFound)
 }
 
 // runningPid is the pid of the init process of a running (or paused)

@@ -23,7 +23,9 @@ import (
 
 // RunPodSandbox starts a pod: validate, reserve the name (a retry with
 // the same name waits for, or is given, the result of the first call),
-// then the steps of sandbox.Manager.Run. It returns once the pause runs.
+// then the steps of sandbox.Manager.Run. It returns once the pod is
+// ready: its pause runs, or, in a pod without one, its namespaces are
+// pinned.
 func (s *Service) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRequest) (*runtime.RunPodSandboxResponse, error) {
 	cfg := req.GetConfig()
 	md := cfg.GetMetadata()
@@ -68,60 +70,74 @@ func (s *Service) runPod(ctx context.Context, name string, cfg *runtime.PodSandb
 		return "", err
 	}
 	id := newID()
-	stage("image")
-	pause, chainID, err := s.pauseImage(ctx)
-	if err != nil {
-		return "", err
-	}
-	imgCfg, err := s.imageConfig(ctx, pause)
-	if err != nil {
-		return "", err
-	}
 	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	hostNetwork := ns.GetNetwork() == runtime.NamespaceMode_NODE
 	hostIPC := ns.GetIpc() == runtime.NamespaceMode_NODE
 	paths := s.sandboxes.Paths(id, hostNetwork, hostIPC)
-	profile, err := readSeccompProfile(spec.SandboxSeccompPath(cfg))
-	if err != nil {
-		return "", err
-	}
-	ociSpec, err := spec.Sandbox(&imgCfg.Config, cfg, spec.SandboxOptions{
-		ID: id, NetNSPath: paths.NetNS, SeccompProfile: profile,
+	opts := spec.SandboxOptions{
+		ID: id, NetNSPath: paths.NetNS,
 		Files:             spec.SandboxFiles{Hosts: paths.Hosts, ResolvConf: paths.Resolv, Hostname: paths.Hostname, Shm: paths.Shm},
 		UnprivilegedPorts: true, UnprivilegedICMP: true,
 		Host: s.host, Runtime: s.runtimeOptions(handler),
-	})
-	if err != nil {
-		return "", err
 	}
-	specJSON, err := json.Marshal(ociSpec)
-	if err != nil {
+	sb := sandbox.Spec{
+		ID:            id,
+		RuntimeBinary: binary,
+		HostNetwork:   hostNetwork,
+		HostIPC:       hostIPC,
+		ShmSize:       spec.DefaultShmSize,
+		Network:       podNetwork(cfg),
+	}
+	info := podInfo{RuntimeHandler: handler, CgroupParent: cfg.GetLinux().GetCgroupParent()}
+	var err error
+	if s.cfg.DropInfraContainer && !spec.NeedsPause(cfg) {
+		sb.NoPause = true
+		if sb.Sysctls, err = spec.PodWithoutPause(cfg, opts); err != nil {
+			return "", err
+		}
+	} else if err := s.pauseSpec(ctx, cfg, opts, &sb, &info, stage); err != nil {
 		return "", err
 	}
 	files, err := podFiles(cfg, hostNetwork, s.host.Hostname)
 	if err != nil {
 		return "", err
 	}
-	ext, err := extensions(cfg, podInfo{RuntimeHandler: handler, PauseImage: pause.ConfigDigest.String(), CgroupParent: cfg.GetLinux().GetCgroupParent()})
+	sb.Hostname, sb.Hosts, sb.Resolv = files.hostname, files.hosts, files.resolv
+	ext, err := extensions(cfg, info)
 	if err != nil {
 		return "", err
 	}
-	err = s.sandboxes.Run(ctx, sandbox.Spec{
-		ID:            id,
-		Record:        meta.Sandbox{Labels: recordLabels(cfg.GetLabels(), name), Runtime: meta.Runtime{Name: handler}, Spec: specJSON, Extensions: ext},
-		RuntimeBinary: binary,
-		ChainID:       chainID.String(),
-		OCISpec:       specJSON,
-		HostNetwork:   hostNetwork,
-		HostIPC:       hostIPC,
-		ShmSize:       spec.DefaultShmSize,
-		Network:       podNetwork(cfg),
-		Hostname:      files.hostname, Hosts: files.hosts, Resolv: files.resolv,
-	}, stage)
-	if err != nil {
+	sb.Record = meta.Sandbox{Labels: recordLabels(cfg.GetLabels(), name), Runtime: meta.Runtime{Name: handler}, Spec: sb.OCISpec, Extensions: ext}
+	if err := s.sandboxes.Run(ctx, sb, stage); err != nil {
 		return "", err
 	}
 	return id, nil
+}
+
+// pauseSpec fills in the pause container of sb: its image (pulled if
+// missing), rootfs chain and runtime-spec.
+func (s *Service) pauseSpec(ctx context.Context, cfg *runtime.PodSandboxConfig, opts spec.SandboxOptions, sb *sandbox.Spec, info *podInfo, stage sandbox.Stage) error {
+	stage("image")
+	pause, chainID, err := s.pauseImage(ctx)
+	if err != nil {
+		return err
+	}
+	imgCfg, err := s.imageConfig(ctx, pause)
+	if err != nil {
+		return err
+	}
+	if opts.SeccompProfile, err = readSeccompProfile(spec.SandboxSeccompPath(cfg)); err != nil {
+		return err
+	}
+	ociSpec, err := spec.Sandbox(&imgCfg.Config, cfg, opts)
+	if err != nil {
+		return err
+	}
+	if sb.OCISpec, err = json.Marshal(ociSpec); err != nil {
+		return err
+	}
+	sb.ChainID, info.PauseImage = chainID.String(), pause.ConfigDigest.String()
+	return nil
 }
 
 // runtimeOptions are the spec options of the runtime handler.

@@ -2,12 +2,14 @@ package cri
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/meta"
 	"github.com/cri-runtime/cri-runtime/pkg/task"
 )
 
@@ -76,6 +78,28 @@ func cpuMemory(st *task.Stats, now int64) (*runtime.CpuUsage, *runtime.MemoryUsa
 	return cpu, mem
 }
 
+// podCgroupStats are the cgroup stats of a pod: its pause's, or, in a pod
+// without one, those of its cgroup parent, found above a running
+// container's cgroup.
+func (s *Service) podCgroupStats(ctx context.Context, pod podRecord, ctrs []meta.Container) (*task.Stats, error) {
+	t, err := s.tasks.Get(ctx, pod.ID)
+	if err == nil {
+		return t.Stats(ctx)
+	}
+	if !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	pid, err := s.podPid(ctx, pod.ID, ctrs)
+	if err != nil {
+		return nil, err
+	}
+	cg := podCgroup(pid, pod.info.CgroupParent)
+	if cg == nil {
+		return nil, fmt.Errorf("pod %s: no cgroup of its own: %w", pod.ID, errdefs.ErrNotFound)
+	}
+	return cg.Stats()
+}
+
 // PodSandboxStats returns the stats of a pod: its pause, its containers.
 func (s *Service) PodSandboxStats(ctx context.Context, req *runtime.PodSandboxStatsRequest) (*runtime.PodSandboxStatsResponse, error) {
 	pod, err := s.pod(ctx, req.GetPodSandboxId())
@@ -113,15 +137,13 @@ func (s *Service) podStats(ctx context.Context, pod podRecord) *runtime.PodSandb
 			Labels: criLabels(pod.Labels), Annotations: pod.config.GetAnnotations()},
 		Linux: &runtime.LinuxPodSandboxStats{},
 	}
-	if t, err := s.tasks.Get(ctx, pod.ID); err == nil {
-		if st, err := t.Stats(ctx); err == nil {
-			out.Linux.Cpu, out.Linux.Memory = cpuMemory(st, now)
-			out.Linux.Process = &runtime.ProcessUsage{Timestamp: now, ProcessCount: &runtime.UInt64Value{Value: st.Pids.Current}}
-		}
-	}
 	ctrs, err := s.db.Containers().List(ctx, "sandboxid=="+pod.ID)
 	if err != nil && !errdefs.IsNotFound(err) {
 		return out
+	}
+	if st, err := s.podCgroupStats(ctx, pod, ctrs); err == nil {
+		out.Linux.Cpu, out.Linux.Memory = cpuMemory(st, now)
+		out.Linux.Process = &runtime.ProcessUsage{Timestamp: now, ProcessCount: &runtime.UInt64Value{Value: st.Pids.Current}}
 	}
 	for _, mc := range ctrs {
 		if c, err := decodeContainer(mc); err == nil {

@@ -12,11 +12,17 @@
 //	files      hostname, hosts, resolv.conf; shm tmpfs     unmount shm, remove the files
 //	netns      a network namespace pinned on a file         unmount and remove it
 //	cni        CNI ADD: IPs, routes                         CNI DEL
+//	namespaces (no pause) IPC and UTS namespaces pinned   unmount and remove them
+//	           on files, hostname and sysctls set
 //	record     the sandbox record, in one transaction,     delete the record
 //	           referencing the rootfs by a GC label
 //	shim       runc create of the pause, in a new shim      kill and delete the task (the shim exits)
 //	start      runc start; the status Running, written
 //	           at once for the caller's next call
+//
+// A pod without a pause (Spec.NoPause) skips the snapshot, shim and
+// start steps: it is Running, pid 0, from its record on, its containers
+// join its pinned namespaces, and Stop writes it exited and unpins them.
 //
 // Each undo runs, in reverse, under its own fresh context bounded by a
 // minute: a failed start leaves nothing. Stop kills and deletes the pause,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -66,6 +67,9 @@ type Paths struct {
 	Hosts    string
 	Resolv   string
 	Shm      string // the host's /dev/shm with host IPC
+	// IPC and UTS are where a pod without a pause pins its IPC and UTS
+	// namespaces (unused with a pause, which holds them).
+	IPC, UTS string
 }
 
 // Paths returns the paths of the pod id.
@@ -77,6 +81,8 @@ func (m *Manager) Paths(id string, hostNetwork, hostIPC bool) Paths {
 		Hosts:    filepath.Join(dir, "hosts"),
 		Resolv:   filepath.Join(dir, "resolv.conf"),
 		Shm:      filepath.Join(m.stateDir, id, "shm"),
+		IPC:      filepath.Join(m.stateDir, id, "ipcns"),
+		UTS:      filepath.Join(m.stateDir, id, "utsns"),
 	}
 	if !hostNetwork {
 		p.NetNS = filepath.Join(m.network.Config().NetNSDir, id)
@@ -96,6 +102,12 @@ type Spec struct {
 	Record meta.Sandbox
 	// RuntimeBinary is the OCI runtime (runc, crun) of the pod's handler.
 	RuntimeBinary string
+	// NoPause starts the pod without a pause container: its namespaces
+	// are pinned on files (PinSpec) and it is ready until stopped.
+	NoPause bool
+	// Sysctls of a pod without a pause, validated; a pause's are in its
+	// OCISpec.
+	Sysctls map[string]string
 	// ChainID is the pause image's top layer: its snapshot is the pause's
 	// rootfs.
 	ChainID string
@@ -114,11 +126,17 @@ type Spec struct {
 
 // Network is a pod's network, as its record keeps it.
 type Network struct {
-	NetNS  string      `json:"netns,omitempty"`
+	NetNS string `json:"netns,omitempty"`
+	// IPC and UTS are the pinned namespaces of a pod without a pause
+	// ("" with a pause, or the host's).
+	IPC    string      `json:"ipcns,omitempty"`
+	UTS    string      `json:"utsns,omitempty"`
 	Result *cni.Result `json:"result,omitempty"`
 	// TornDown is set once Stop has detached the pod: the next Stop does
 	// nothing.
 	TornDown bool `json:"tornDown,omitempty"`
+	// NoPause is set for a pod without a pause container.
+	NoPause bool `json:"noPause,omitempty"`
 }
 
 // Run starts the pod of spec: the named steps below, each undone in
@@ -140,15 +158,18 @@ func (m *Manager) Run(ctx context.Context, spec Spec, stage Stage) (retErr error
 	defer done()
 	paths := m.Paths(spec.ID, spec.HostNetwork, spec.HostIPC)
 
-	stage("snapshot")
+	var mounts []mount.Mount
 	sn := m.db.Snapshotter(m.snapshotter)
-	// Writable, as containerd's: the runtime makes the mount points the
-	// image lacks (/proc, /dev); the spec makes the rootfs read-only.
-	mounts, err := sn.Prepare(lctx, rootfsKey(spec.ID), spec.ChainID)
-	if err != nil {
-		return fmt.Errorf("sandbox %s: pause rootfs: %w", spec.ID, err)
+	if !spec.NoPause {
+		stage("snapshot")
+		// Writable, as containerd's: the runtime makes the mount points
+		// the image lacks (/proc, /dev); the spec makes the rootfs
+		// read-only.
+		if mounts, err = sn.Prepare(lctx, rootfsKey(spec.ID), spec.ChainID); err != nil {
+			return fmt.Errorf("sandbox %s: pause rootfs: %w", spec.ID, err)
+		}
+		undo.Add("remove the pause rootfs", func(ctx context.Context) error { return sn.Remove(ctx, rootfsKey(spec.ID)) })
 	}
-	undo.Add("remove the pause rootfs", func(ctx context.Context) error { return sn.Remove(ctx, rootfsKey(spec.ID)) })
 
 	stage("files")
 	if err := m.writeFiles(spec, paths); err != nil {
@@ -156,7 +177,7 @@ func (m *Manager) Run(ctx context.Context, spec Spec, stage Stage) (retErr error
 	}
 	undo.Add("remove the pod's files", func(context.Context) error { return m.removeFiles(paths) })
 
-	netw := Network{}
+	netw := Network{NoPause: spec.NoPause}
 	if !spec.HostNetwork {
 		stage("netns")
 		if netw.NetNS, err = cni.NewNetNS(filepath.Dir(paths.NetNS), spec.ID); err != nil {
@@ -172,13 +193,31 @@ func (m *Manager) Run(ctx context.Context, spec Spec, stage Stage) (retErr error
 		})
 	}
 
+	if spec.NoPause {
+		stage("namespaces")
+		pin := PinSpec{Hostname: strings.TrimSpace(string(spec.Hostname)), NetNS: netw.NetNS, Sysctls: spec.Sysctls}
+		if !spec.HostNetwork {
+			pin.UTS = paths.UTS // the pod's UTS goes with its network
+		}
+		if !spec.HostIPC {
+			pin.IPC = paths.IPC
+		}
+		if err := pinNamespaces(pin); err != nil {
+			return fmt.Errorf("sandbox %s: %w", spec.ID, err)
+		}
+		netw.IPC, netw.UTS = pin.IPC, pin.UTS
+		undo.Add("unpin the pod's namespaces", func(context.Context) error { return unpinNamespaces(pin.IPC, pin.UTS) })
+	}
+
 	stage("record")
 	rec := spec.Record
 	rec.ID = spec.ID
 	if rec.Labels == nil {
 		rec.Labels = map[string]string{}
 	}
-	rec.Labels[meta.GCRefSnapshotLabel(m.snapshotter, "")] = rootfsKey(spec.ID)
+	if !spec.NoPause {
+		rec.Labels[meta.GCRefSnapshotLabel(m.snapshotter, "")] = rootfsKey(spec.ID)
+	}
 	if rec.Extensions == nil {
 		rec.Extensions = map[string][]byte{}
 	}
@@ -192,6 +231,11 @@ func (m *Manager) Run(ctx context.Context, spec Spec, stage Stage) (retErr error
 		return fmt.Errorf("sandbox %s: %w", spec.ID, err)
 	}
 	undo.Add("delete the record", func(ctx context.Context) error { return m.db.Sandboxes().Delete(ctx, spec.ID) })
+	if spec.NoPause {
+		// Ready at once: nothing runs until the first container, whose
+		// shim is the pod's.
+		return m.db.UpdateStatus(ctx, spec.ID, func(st *meta.Status) bool { return st.Started(0, time.Now()) })
+	}
 
 	stage("shim")
 	t, err := m.tasks.Create(ctx, spec.ID, task.CreateOpts{ID: spec.ID, Runtime: spec.RuntimeBinary, Spec: spec.OCISpec, Rootfs: mounts})
@@ -248,7 +292,7 @@ func (m *Manager) writeFiles(spec Spec, p Paths) error {
 // removeFiles unmounts the pod's shm and removes its files; what is
 // already gone is no error.
 func (m *Manager) removeFiles(p Paths) error {
-	var errs []error
+	errs := []error{unpinNamespaces(p.IPC, p.UTS)}
 	if p.Shm != "/dev/shm" {
 		if err := mount.UnmountAll(p.Shm); err != nil {
 			errs = append(errs, err)
@@ -260,6 +304,22 @@ func (m *Manager) removeFiles(p Paths) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// Live reports whether a pod without a pause is still whole: its record
+// says so (Network.NoPause) and its pinned namespaces are there (a reboot
+// takes them). A pod with a pause is live while its pause runs: false.
+func Live(sb meta.Sandbox) bool {
+	n, err := ReadNetwork(sb)
+	if err != nil || !n.NoPause || n.TornDown {
+		return false
+	}
+	for _, p := range []string{n.NetNS, n.IPC, n.UTS} {
+		if p != "" && !pinned(p) {
+			return false
+		}
+	}
+	return true
 }
 
 // ReadNetwork returns the network of a sandbox record.
@@ -313,6 +373,14 @@ func (m *Manager) Stop(ctx context.Context, id string, opts cni.PodOptions) erro
 	if err != nil {
 		return err
 	}
+	if netw.NoPause {
+		// NotReady for good, as a pod whose pause is stopped.
+		if err := m.db.UpdateStatus(cctx, id, func(st *meta.Status) bool {
+			return st.Live() && st.Exited(0, time.Now(), "", "")
+		}); err != nil {
+			return err
+		}
+	}
 	if netw.NetNS != "" && !netw.TornDown {
 		if err := m.network.Teardown(cctx, id, netw.NetNS, opts); err != nil {
 			return fmt.Errorf("sandbox %s: %w", id, err)
@@ -330,6 +398,9 @@ func (m *Manager) Stop(ctx context.Context, id string, opts cni.PodOptions) erro
 		}
 	}
 	p := m.Paths(id, false, false)
+	if err := unpinNamespaces(netw.IPC, netw.UTS); err != nil {
+		return fmt.Errorf("sandbox %s: %w", id, err)
+	}
 	if err := mount.UnmountAll(p.Shm); err != nil {
 		return fmt.Errorf("sandbox %s: %w", id, err)
 	}

@@ -19,6 +19,7 @@ var configDocs = map[string]string{
 	"cri.cgroup_driver":               "cgroup_driver is how cgroup paths are written: \"cgroupfs\" or\n\"systemd\", as kubelet's --cgroup-driver; reported by RuntimeConfig.\nDefault \"cgroupfs\".",
 	"cri.create_timeout":              "create_timeout bounds a RunPodSandbox or CreateContainer, which runs\nto its end past kubelet's deadline so that kubelet's retry gets its\nresult. Duration string, > 0; default \"4m\".",
 	"cri.default_runtime":             "default_runtime is the runtime handler of a pod that names none.\nA key of runtimes; default \"runc\".",
+	"cri.drop_infra_container":        "drop_infra_container starts pods that share no PID namespace\nwithout a pause container, as CRI-O's drop_infra_ctr: their IPC and\nUTS namespaces are pinned on files, as the network namespace is,\nand the sandbox image is not used. A pod that shares its PID\nnamespace (POD) always has a pause, its PID 1. Default true.",
 	"cri.exec_sync_max_output":        "exec_sync_max_output caps each of the stdout and stderr ExecSync\nreturns; the rest is dropped. Bytes, > 0; default 16777216 (16 MiB).",
 	"cri.max_container_log_line_size": "max_container_log_line_size splits longer lines of container logs into\npartial (\"P\") lines. Bytes, > 0; default 16384.",
 	"cri.park_time":                   "park_time is how long the result of a create that kubelet stopped\nwaiting for is kept for its retry. Duration string, > 0; default\n\"10m\".",

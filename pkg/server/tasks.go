@@ -11,6 +11,7 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
 	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
+	"github.com/cri-runtime/cri-runtime/pkg/sandbox"
 	"github.com/cri-runtime/cri-runtime/pkg/task"
 	"github.com/cri-runtime/cri-runtime/pkg/task/shimapi"
 )
@@ -145,7 +146,8 @@ func (w statusWriter) reconcile(ctx context.Context, live []task.State) (int, er
 			return n, err
 		}
 		for _, sb := range sbs {
-			if sb.Status.Live() && !held[ns.Name+"/"+sb.ID] {
+			// A pod without a pause is held by its pinned namespaces.
+			if sb.Status.Live() && !held[ns.Name+"/"+sb.ID] && !sandbox.Live(sb) {
 				ids = append(ids, sb.ID)
 			}
 		}

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) { os.Exit(crinode.Main(m)) }
 func TestPodLifecycle(t *testing.T) {
 	n := crinode.New(t, "")
 	ctx := context.Background()
-	podID, ctrID := n.StartPod(ctx, "life", "sh", "-c", "echo hello; exec sleep 3600")
+	podID, ctrID := n.StartPod(ctx, "life", "sh", "-c", "trap 'exit 143' TERM; echo hello; sleep 3600 & wait")
 	st, err := n.RT.PodSandboxStatus(ctx, podID, false)
 	if err != nil || st.GetStatus().GetState() != runtime.PodSandboxState_SANDBOX_READY || st.GetStatus().GetNetwork().GetIp() == "" {
 		t.Fatalf("pod status: %+v, %v", st.GetStatus(), err)
@@ -56,7 +56,8 @@ func TestPodLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs, _ = n.RT.ContainerStatus(ctx, ctrID, false)
-	// sleep dies of the stop signal: 128 + SIGTERM.
+	// The shell, PID 1 of its own PID namespace (kubelet's default), ends
+	// on the stop signal: 128 + SIGTERM.
 	if st := cs.GetStatus(); st.GetState() != runtime.ContainerState_CONTAINER_EXITED || st.GetExitCode() != 143 || st.GetStopSignal() != runtime.Signal_SIGNAL_SIGTERM {
 		t.Fatalf("after stop: %+v", cs.GetStatus())
 	}
@@ -98,6 +99,9 @@ func TestRetryOfSlowRunPodSandboxGetsTheSamePod(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc := n.PodConfig("slow")
+	// A shared PID namespace: the pod has a pause, which the slow runtime
+	// creates.
+	pc.Linux.SecurityContext.NamespaceOptions.Pid = runtime.NamespaceMode_POD
 	ctx := context.Background()
 	var id string
 	var deadlines int

@@ -38,6 +38,8 @@ var permExceptions = map[string][]permException{
 	},
 	"state": {
 		{pattern: "cri/sandboxes/*/shm", skip: true, why: "the pod's /dev/shm: a tmpfs, 1777 as /dev/shm is"},
+		{pattern: "cri/sandboxes/*/ipcns", skip: true, why: "the IPC namespace of a pod without a pause, an nsfs mount"},
+		{pattern: "cri/sandboxes/*/utsns", skip: true, why: "the UTS namespace of a pod without a pause, an nsfs mount"},
 		{pattern: "cri/volumes/*/*", skip: true, why: "an image volume: a read-only mount of the image's tree"},
 		{pattern: "tasks/*/*/*/rootfs", skip: true, why: "a container's rootfs mount"},
 		{pattern: "tasks/*/*/*/root/*", mode: 0o711, why: "runc's state directory of a container, made by runc inside its 0700 root"},

@@ -178,6 +178,22 @@ func TestContainer(t *testing.T) {
 		{name: "no pause to join", mod: func(_ *ocispec.ImageConfig, _ *runtime.ContainerConfig, _ *runtime.PodSandboxConfig, o *ContainerOptions) {
 			o.SandboxPID = 0
 		}, err: errdefs.ErrFailedPrecondition},
+		{name: "pod without a pause: its pinned namespaces", mod: func(_ *ocispec.ImageConfig, c *runtime.ContainerConfig, _ *runtime.PodSandboxConfig, o *ContainerOptions) {
+			sc(c).NamespaceOptions = &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER}
+			o.SandboxPID, o.IPCPath, o.UTSPath, o.NoPause = 0, "/run/pod/ipcns", "/run/pod/utsns", true
+		}, check: func(t *testing.T, s *specs.Spec) {
+			if want := "mount network=/run/netns/cni-1 uts=/run/pod/utsns ipc=/run/pod/ipcns pid"; nsString(s.Linux.Namespaces) != want {
+				t.Fatalf("namespaces %q", nsString(s.Linux.Namespaces))
+			}
+		}},
+		{name: "pod without a pause: POD pid is a namespace of its own", mod: func(_ *ocispec.ImageConfig, c *runtime.ContainerConfig, _ *runtime.PodSandboxConfig, o *ContainerOptions) {
+			sc(c).NamespaceOptions = &runtime.NamespaceOption{Pid: runtime.NamespaceMode_POD}
+			o.SandboxPID, o.IPCPath, o.UTSPath, o.NoPause = 0, "/run/pod/ipcns", "/run/pod/utsns", true
+		}, check: func(t *testing.T, s *specs.Spec) {
+			if want := "mount network=/run/netns/cni-1 uts=/run/pod/utsns ipc=/run/pod/ipcns pid"; nsString(s.Linux.Namespaces) != want {
+				t.Fatalf("namespaces %q", nsString(s.Linux.Namespaces))
+			}
+		}},
 		{name: "user namespaces", mod: func(_ *ocispec.ImageConfig, c *runtime.ContainerConfig, _ *runtime.PodSandboxConfig, _ *ContainerOptions) {
 			sc(c).NamespaceOptions = &runtime.NamespaceOption{UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD}}
 		}, err: errdefs.ErrNotImplemented},

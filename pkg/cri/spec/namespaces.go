@@ -36,23 +36,29 @@ func containerNamespaces(cfg *runtime.ContainerConfig, opts ContainerOptions, pr
 	}
 	out := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
 	needPause := false
-	if ns.GetNetwork() != runtime.NamespaceMode_NODE {
-		p := opts.NetNSPath
-		if p == "" {
-			p = procNS(opts.SandboxPID, "net")
+	// pod is the path of the pod's namespace ns: pinned is the file it is
+	// pinned on, "" if the pause holds it.
+	pod := func(pinned, ns string) string {
+		if pinned != "" {
+			return pinned
 		}
-		out = append(out, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p},
-			specs.LinuxNamespace{Type: specs.UTSNamespace, Path: procNS(opts.SandboxPID, "uts")})
 		needPause = true
+		return procNS(opts.SandboxPID, ns)
+	}
+	if ns.GetNetwork() != runtime.NamespaceMode_NODE {
+		out = append(out, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: pod(opts.NetNSPath, "net")},
+			specs.LinuxNamespace{Type: specs.UTSNamespace, Path: pod(opts.UTSPath, "uts")})
 	}
 	if ns.GetIpc() != runtime.NamespaceMode_NODE {
-		out = append(out, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: procNS(opts.SandboxPID, "ipc")})
-		needPause = true
+		out = append(out, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: pod(opts.IPCPath, "ipc")})
 	}
 	switch m := ns.GetPid(); m {
 	case runtime.NamespaceMode_POD:
-		out = append(out, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: procNS(opts.SandboxPID, "pid")})
-		needPause = true
+		if opts.NoPause {
+			out = append(out, specs.LinuxNamespace{Type: specs.PIDNamespace})
+			break
+		}
+		out = append(out, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: pod("", "pid")})
 	case runtime.NamespaceMode_CONTAINER:
 		out = append(out, specs.LinuxNamespace{Type: specs.PIDNamespace})
 	case runtime.NamespaceMode_TARGET:

@@ -130,6 +130,13 @@ type ContainerOptions struct {
 	// NetNSPath is the pod's network namespace (a bind-mounted file); ""
 	// joins /proc/<SandboxPID>/ns/net.
 	NetNSPath string
+	// IPCPath and UTSPath are the pod's pinned IPC and UTS namespaces,
+	// when it has no pause; "" joins the pause's.
+	IPCPath, UTSPath string
+	// NoPause is set for a pod without a pause, whose config shares no
+	// PID namespace: a container asking for the pod's (POD) gets one of
+	// its own.
+	NoPause bool
 	// TargetPID is the process whose PID namespace a TARGET container
 	// joins (the caller resolves target_id).
 	TargetPID uint32

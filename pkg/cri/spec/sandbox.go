@@ -124,7 +124,6 @@ func sandboxProcess(image *ocispec.ImageConfig, cfg *runtime.PodSandboxConfig, o
 // sandboxLinux is the Linux part of the pause container.
 func sandboxLinux(cfg *runtime.PodSandboxConfig, opts SandboxOptions, privileged bool, bounding []string) (*specs.Linux, error) {
 	sc := cfg.GetLinux().GetSecurityContext()
-	ns := sc.GetNamespaceOptions()
 	namespaces, err := sandboxNamespaces(cfg, opts.NetNSPath)
 	if err != nil {
 		return nil, err
@@ -133,14 +132,9 @@ func sandboxLinux(cfg *runtime.PodSandboxConfig, opts SandboxOptions, privileged
 	if err != nil {
 		return nil, err
 	}
-	hostNetwork := ns.GetNetwork() == runtime.NamespaceMode_NODE
-	sysctls := maps.Clone(cfg.GetLinux().GetSysctls())
-	if err := ValidateSysctls(sysctls, hostNetwork, ns.GetIpc() == runtime.NamespaceMode_NODE); err != nil {
+	sysctls, err := SandboxSysctls(cfg, opts.UnprivilegedPorts, opts.UnprivilegedICMP)
+	if err != nil {
 		return nil, err
-	}
-	if !hostNetwork {
-		sysctls = withDefault(sysctls, opts.UnprivilegedPorts, "net.ipv4.ip_unprivileged_port_start", "0")
-		sysctls = withDefault(sysctls, opts.UnprivilegedICMP, "net.ipv4.ping_group_range", "0 2147483647")
 	}
 	filter, err := seccompFilter("linux.security_context.seccomp", sc.GetSeccomp(), sc.GetSeccompProfilePath(), privileged, opts.SeccompProfile, bounding, opts.Host)
 	if err != nil {
@@ -158,6 +152,25 @@ func sandboxLinux(cfg *runtime.PodSandboxConfig, opts SandboxOptions, privileged
 		linux.MaskedPaths, linux.ReadonlyPaths = DefaultMaskedPaths(), DefaultReadonlyPaths()
 	}
 	return linux, nil
+}
+
+// SandboxSysctls are the sysctls of a pod, validated: its own, and, in a
+// pod network namespace, net.ipv4.ip_unprivileged_port_start=0
+// (unprivilegedPorts) and net.ipv4.ping_group_range="0 2147483647"
+// (unprivilegedICMP) unless it sets them. The pause's runtime sets them,
+// or, in a pod without a pause, the daemon in the pinned namespaces.
+func SandboxSysctls(cfg *runtime.PodSandboxConfig, unprivilegedPorts, unprivilegedICMP bool) (map[string]string, error) {
+	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	hostNetwork := ns.GetNetwork() == runtime.NamespaceMode_NODE
+	sysctls := maps.Clone(cfg.GetLinux().GetSysctls())
+	if err := ValidateSysctls(sysctls, hostNetwork, ns.GetIpc() == runtime.NamespaceMode_NODE); err != nil {
+		return nil, err
+	}
+	if !hostNetwork {
+		sysctls = withDefault(sysctls, unprivilegedPorts, "net.ipv4.ip_unprivileged_port_start", "0")
+		sysctls = withDefault(sysctls, unprivilegedICMP, "net.ipv4.ping_group_range", "0 2147483647")
+	}
+	return sysctls, nil
 }
 
 // withDefault sets key to value in m when on and m does not have it.
@@ -193,4 +206,38 @@ func sandboxMounts(files SandboxFiles, privileged bool) []specs.Mount {
 		out = append(out, specs.Mount{Destination: etcResolvConf, Type: "bind", Source: files.ResolvConf, Options: bindRO})
 	}
 	return out
+}
+
+// NeedsPause reports whether a pod needs a pause container: one that
+// shares a PID namespace among its containers needs a PID 1 to hold it.
+// Other pods can do with pinned namespaces (PodWithoutPause).
+func NeedsPause(cfg *runtime.PodSandboxConfig) bool {
+	return cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtime.NamespaceMode_POD
+}
+
+// PodWithoutPause checks the config of a pod that runs no pause container
+// as Sandbox would (labels, annotations, namespace modes, cgroup parent,
+// sysctls) and returns the sysctls to set in its namespaces. What only
+// the pause process would use (its user, seccomp profile, capabilities)
+// is not read.
+func PodWithoutPause(cfg *runtime.PodSandboxConfig, opts SandboxOptions) (map[string]string, error) {
+	if cfg == nil {
+		return nil, fmt.Errorf("pod sandbox config: required: %w", errdefs.ErrInvalidArgument)
+	}
+	if NeedsPause(cfg) {
+		return nil, fmt.Errorf("pod shares its PID namespace: it needs a pause container: %w", errdefs.ErrInvalidArgument)
+	}
+	if err := ValidateKeys("labels", cfg.GetLabels()); err != nil {
+		return nil, err
+	}
+	if err := ValidateKeys("annotations", cfg.GetAnnotations()); err != nil {
+		return nil, err
+	}
+	if _, err := sandboxNamespaces(cfg, opts.NetNSPath); err != nil {
+		return nil, err
+	}
+	if _, err := CgroupsPath(cfg.GetLinux().GetCgroupParent(), opts.ID, opts.Runtime); err != nil {
+		return nil, err
+	}
+	return SandboxSysctls(cfg, opts.UnprivilegedPorts, opts.UnprivilegedICMP)
 }

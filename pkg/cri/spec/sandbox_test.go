@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"errors"
 	"slices"
 	"testing"
 
@@ -157,5 +158,47 @@ func TestSandbox(t *testing.T) {
 				tc.check(t, s)
 			}
 		})
+	}
+}
+
+// A pod without a pause is checked as Sandbox checks a pod, and its
+// sysctls get the same defaults; a pod sharing its PID namespace needs a
+// pause.
+func TestPodWithoutPause(t *testing.T) {
+	pod := func(mod func(*runtime.PodSandboxConfig)) *runtime.PodSandboxConfig {
+		c := &runtime.PodSandboxConfig{Linux: &runtime.LinuxPodSandboxConfig{
+			Sysctls:         map[string]string{"kernel.shmmax": "1"},
+			SecurityContext: &runtime.LinuxSandboxSecurityContext{NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER}},
+		}}
+		if mod != nil {
+			mod(c)
+		}
+		return c
+	}
+	opts := SandboxOptions{ID: "sid", NetNSPath: "/run/netns/x", UnprivilegedPorts: true}
+	got, err := PodWithoutPause(pod(nil), opts)
+	if err != nil || len(got) != 2 || got["kernel.shmmax"] != "1" || got["net.ipv4.ip_unprivileged_port_start"] != "0" {
+		t.Fatalf("sysctls %v, %v", got, err)
+	}
+	for name, c := range map[string]struct {
+		cfg *runtime.PodSandboxConfig
+		err error
+	}{
+		"shared pid": {pod(func(c *runtime.PodSandboxConfig) {
+			c.Linux.SecurityContext.NamespaceOptions.Pid = runtime.NamespaceMode_POD
+		}), errdefs.ErrInvalidArgument},
+		"net sysctl, host": {pod(func(c *runtime.PodSandboxConfig) {
+			c.Linux.SecurityContext.NamespaceOptions.Network = runtime.NamespaceMode_NODE
+			c.Linux.Sysctls["net.core.somaxconn"] = "1"
+		}), errdefs.ErrInvalidArgument},
+		"bad label": {pod(func(c *runtime.PodSandboxConfig) { c.Labels = map[string]string{"": "x"} }), errdefs.ErrInvalidArgument},
+		"user namespace": {pod(func(c *runtime.PodSandboxConfig) {
+			c.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD}
+		}), errdefs.ErrNotImplemented},
+		"nil": {nil, errdefs.ErrInvalidArgument},
+	} {
+		if _, err := PodWithoutPause(c.cfg, opts); !errors.Is(err, c.err) {
+			t.Errorf("%s: %v, want %v", name, err, c.err)
+		}
 	}
 }
