@@ -140,7 +140,7 @@ start_cri_runtime() {
 	local bin=${CRI_RUNTIME_BIN:-}
 	if [ -z "$bin" ]; then
 		bin=$work/bin
-		go build -o "$bin/" ./cmd/...
+		CGO_ENABLED=0 go build -o "$bin/" ./cmd/... # static, as the README builds them
 	fi
 	cat >"$work/config.toml" <<-EOF
 		root = "$work/root"
