@@ -23,8 +23,6 @@
 // A pod without a pause (Spec.NoPause) skips the snapshot, shim and
 // start steps: it is Running, pid 0, from its record on, its containers
 // join its pinned namespaces, and Stop writes it exited and unpins them.
-// Its shim is started alongside (task.Manager.Warm), for its first
-// container, and released by Stop.
 //
 // Each undo runs, in reverse, under its own fresh context bounded by a
 // minute: a failed start leaves nothing. Stop kills and deletes the pause,

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -170,24 +169,6 @@ func (m *Manager) Run(ctx context.Context, spec Spec, stage Stage) (retErr error
 			return fmt.Errorf("sandbox %s: pause rootfs: %w", spec.ID, err)
 		}
 		undo.Add("remove the pause rootfs", func(ctx context.Context) error { return sn.Remove(ctx, rootfsKey(spec.ID)) })
-	}
-
-	if spec.NoPause {
-		// The pod's shim starts while its network is set up: the first
-		// container's create need not wait for it. Not a step that can
-		// fail the pod: that create starts it otherwise.
-		warm := make(chan error, 1)
-		go func() { warm <- m.tasks.Warm(ctx, spec.ID) }()
-		warmed := sync.OnceValue(func() error { return <-warm })
-		defer func() {
-			if err := warmed(); err != nil {
-				klog.FromContext(ctx).V(2).Info("The pod's shim did not start ahead", "sandbox", spec.ID, "err", err)
-			}
-		}()
-		undo.Add("release the pod's shim", func(ctx context.Context) error {
-			_ = warmed()
-			return m.tasks.Release(ctx, spec.ID)
-		})
 	}
 
 	stage("files")
@@ -393,9 +374,6 @@ func (m *Manager) Stop(ctx context.Context, id string, opts cni.PodOptions) erro
 		return err
 	}
 	if netw.NoPause {
-		if err := m.tasks.Release(cctx, id); err != nil {
-			return err
-		}
 		// NotReady for good, as a pod whose pause is stopped.
 		if err := m.db.UpdateStatus(cctx, id, func(st *meta.Status) bool {
 			return st.Live() && st.Exited(0, time.Now(), "", "")

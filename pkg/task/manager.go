@@ -268,42 +268,6 @@ func (m *Manager) Create(ctx context.Context, group string, opts CreateOpts) (_ 
 	}
 }
 
-// Warm starts the shim of group ahead of its first container (a pod's,
-// while its network is set up), so that the first create does not wait
-// for it. A shim that gets no container is stopped by Release, at Close,
-// or by the next daemon's Restore.
-func (m *Manager) Warm(ctx context.Context, group string) error {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return err
-	}
-	if err := identifiers.Validate(group); err != nil {
-		return fmt.Errorf("group: %w", err)
-	}
-	for {
-		if err := m.shimFor(ns, group).warm(ctx); err != errShimRemoved {
-			return err
-		}
-	}
-}
-
-// Release asks the shim of group to exit once it holds no container (a
-// stopped pod's); a shim with containers exits after their deletion, as
-// ever. A group without a shim is no error.
-func (m *Manager) Release(ctx context.Context, group string) error {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return err
-	}
-	m.mu.Lock()
-	sh := m.shims[groupKey{ns, group}]
-	m.mu.Unlock()
-	if sh != nil {
-		sh.requestStop()
-	}
-	return nil
-}
-
 // Get returns the task of container id in the namespace of ctx.
 func (m *Manager) Get(ctx context.Context, id string) (*Task, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)

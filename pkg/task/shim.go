@@ -282,20 +282,6 @@ func (sh *shim) createLocked(ctx context.Context, opts CreateOpts) (*Task, error
 	return &Task{sh: sh, id: opts.ID}, nil
 }
 
-// warm connects to the shim, starting it if need be.
-func (sh *shim) warm(ctx context.Context) error {
-	sh.life.RLock()
-	defer sh.life.RUnlock()
-	sh.mu.Lock()
-	removed := sh.removed
-	sh.mu.Unlock()
-	if removed {
-		return errShimRemoved
-	}
-	_, err := sh.ensure(ctx)
-	return err
-}
-
 // requestStop asks the follow loop to stop the shim once it holds no
 // containers and every event it numbered is delivered: the shim holds the
 // events, so it must not go before they are out (the delete of its last
