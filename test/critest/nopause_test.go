@@ -3,6 +3,7 @@ package critest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,9 @@ func TestPodWithoutPause(t *testing.T) {
 	ctx := context.Background()
 	pc := n.PodConfig("nopause")
 	pc.Linux.Sysctls = map[string]string{"kernel.shmmax": "1000000", "net.core.somaxconn": "1234"}
+	// A cgroup parent, as kubelet's: the pod's stats are its cgroup's.
+	pc.Linux.CgroupParent = fmt.Sprintf("/cri-runtime-test-nopause-%d", os.Getpid())
+	t.Cleanup(func() { removeCgroup(pc.Linux.CgroupParent) })
 	podID, err := n.RT.RunPodSandbox(ctx, pc, "")
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +50,14 @@ func TestPodWithoutPause(t *testing.T) {
 		return id
 	}
 	c1, c2 := start("c1"), start("c2")
+	// Stats and metrics of the pod, read through its containers.
+	ps, err := n.RT.PodSandboxStats(ctx, podID)
+	if err != nil || ps.GetLinux().GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 || ps.GetLinux().GetMemory().GetWorkingSetBytes().GetValue() == 0 {
+		t.Errorf("pod stats: %+v, %v", ps.GetLinux(), err)
+	}
+	if names := podMetricNames(t, n, podID); !names["container_network_receive_bytes_total"] || !names["container_memory_working_set_bytes"] {
+		t.Errorf("pod metrics: %v, want the pod's network and cgroup figures", names)
+	}
 	want := map[string]string{
 		"hostname":                                          "nopause",
 		"cat /proc/sys/kernel/shmmax":                       "1000000",
@@ -154,4 +166,33 @@ func hostSysctl(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// podMetricNames are the names of the pod-level metrics (container "")
+// ListPodSandboxMetrics reports for pod id.
+func podMetricNames(t *testing.T, n *crinode.Node, id string) map[string]bool {
+	t.Helper()
+	ms, err := n.RT.ListPodSandboxMetrics(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, pm := range ms {
+		if pm.GetPodSandboxId() == id {
+			for _, m := range pm.GetMetrics() {
+				out[m.GetName()] = true
+			}
+		}
+	}
+	return out
+}
+
+// removeCgroup removes the cgroup parent dir in every hierarchy (the
+// runtime removes the containers' own, not their parent's).
+func removeCgroup(parent string) {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + parent)
+	unified, _ := filepath.Glob("/sys/fs/cgroup/unified" + parent)
+	for _, d := range append(dirs, unified...) {
+		_ = os.Remove(d)
+	}
 }
