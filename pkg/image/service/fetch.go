@@ -445,8 +445,12 @@ func (b *stallBody) Close() error {
 }
 
 // teeReader hands what it reads from r to w too: the network body goes to
-// the decompressor and the content writer in one pass.
+// the decompressor and the content writer in one pass. Reads are
+// serialised: an external decompressor's feeding goroutine may still be
+// in a Read when a failed apply drains the rest of the body, and either
+// way every byte reaches w once, in order.
 type teeReader struct {
+	mu   sync.Mutex
 	r    io.Reader
 	w    io.Writer
 	bp   *blobProgress
@@ -454,6 +458,8 @@ type teeReader struct {
 }
 
 func (t *teeReader) Read(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	n, err := t.r.Read(p)
 	if err != nil && err != io.EOF && t.rerr == nil {
 		t.rerr = err
@@ -465,6 +471,13 @@ func (t *teeReader) Read(p []byte) (int, error) {
 		t.bp.add(n)
 	}
 	return n, err
+}
+
+// readErr is the first error of the body but EOF: the fetch failed.
+func (t *teeReader) readErr() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.rerr
 }
 
 // drain copies what the decompressor left unread into the writer.

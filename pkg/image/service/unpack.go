@@ -230,8 +230,8 @@ func (j *unpackJob) stream(ctx context.Context, i int, w content.Writer) error {
 		defer aw.Close()
 		tee := &teeReader{r: body, w: aw, bp: bp}
 		diffID, _, aerr := archive.ApplyLayer(ctx, root, tee, desc.MediaType, j.applyOpts(true)...)
-		if tee.rerr != nil {
-			return tee.rerr // the fetch failed, not the layer
+		if rerr := tee.readErr(); rerr != nil {
+			return rerr // the fetch failed, not the layer
 		}
 		err = tee.drain()
 		if cerr := aw.Close(); err == nil {
