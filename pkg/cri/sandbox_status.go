@@ -7,6 +7,7 @@ import (
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-runtime/cri-runtime/pkg/meta"
 	"github.com/cri-runtime/cri-runtime/pkg/sandbox"
 )
 
@@ -63,31 +64,55 @@ func (s *Service) podStatus(pod podRecord) (*runtime.PodSandboxStatus, sandbox.N
 // labels).
 func (s *Service) ListPodSandbox(ctx context.Context, req *runtime.ListPodSandboxRequest) (*runtime.ListPodSandboxResponse, error) {
 	f := req.GetFilter()
-	all, err := s.db.Sandboxes().List(ctx)
+	all, err := s.listed.pods.walk(ctx, s.db.Sandboxes().View, buildPodItem)
 	if err != nil {
 		return nil, err
 	}
-	resp := &runtime.ListPodSandboxResponse{}
-	for _, sb := range all {
-		if f.GetId() != "" && !strings.HasPrefix(sb.ID, f.GetId()) {
+	resp := &runtime.ListPodSandboxResponse{Items: make([]*runtime.PodSandbox, 0, len(all))}
+	for _, e := range all {
+		if f.GetId() != "" && !strings.HasPrefix(e.id, f.GetId()) {
 			continue
 		}
-		if f.GetState() != nil && podState(sb.Status) != f.GetState().GetState() {
+		if f.GetState() != nil && e.item.state != f.GetState().GetState() {
 			continue
 		}
-		if !matchLabels(criLabels(sb.Labels), f.GetLabelSelector()) {
+		if !matchLabels(e.item.labels, f.GetLabelSelector()) {
 			continue
 		}
-		pod, err := decodePod(sb)
-		if err != nil {
-			return nil, err
+		if e.err != nil {
+			return nil, e.err
 		}
+		it := &e.item
 		resp.Items = append(resp.Items, &runtime.PodSandbox{
-			Id: pod.ID, Metadata: pod.config.GetMetadata(), State: podState(pod.Status), CreatedAt: nanos(pod.CreatedAt),
-			Labels: criLabels(pod.Labels), Annotations: pod.config.GetAnnotations(), RuntimeHandler: pod.info.RuntimeHandler,
+			Id: e.id, Metadata: it.metadata, State: it.state, CreatedAt: it.createdAt,
+			Labels: it.labels, Annotations: it.annotations, RuntimeHandler: it.handler,
 		})
 	}
+	if len(resp.Items) == 0 {
+		resp.Items = nil
+	}
 	return resp, nil
+}
+
+// podItem is what ListPodSandbox reports of a pod, decoded once.
+type podItem struct {
+	metadata    *runtime.PodSandboxMetadata
+	state       runtime.PodSandboxState
+	createdAt   int64
+	labels      map[string]string // the CRI's
+	annotations map[string]string
+	handler     string
+}
+
+func buildPodItem(e *listEntry[podItem]) {
+	id, labels, ext := e.record()
+	e.item = podItem{state: podState(e.status), createdAt: nanos(meta.DecodeTime(e.raw[1])), labels: criLabels(labels)}
+	pod, err := decodePod(meta.Sandbox{ID: id, Labels: labels, Status: e.status, Extensions: ext})
+	if err != nil {
+		e.err = err
+		return
+	}
+	e.item.metadata, e.item.annotations, e.item.handler = pod.config.GetMetadata(), pod.config.GetAnnotations(), pod.info.RuntimeHandler
 }
 
 // matchLabels reports whether labels has every key and value of selector.

@@ -1,0 +1,127 @@
+package meta
+
+import (
+	"context"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// RecordView is a container or sandbox record read in place, during the
+// read transaction of a View: the byte slices it returns are the
+// database's memory, valid only until the callback returns, and must not
+// be written to. It is for the lists made every second (kubelet's
+// relist), which compare what they find with what they decoded last time
+// and copy only what changed: List copies every field of every record.
+type RecordView struct {
+	id, status, createdAt, sandboxID []byte
+	labels, ext                      *bolt.Bucket
+}
+
+// viewRecord reads the record bkt in place, each bucket opened once: an
+// open costs a search and, for a small bucket stored inline, a copy.
+func viewRecord(id []byte, bkt *bolt.Bucket) RecordView {
+	return RecordView{
+		id: id, status: bkt.Get(keyStatus), createdAt: bkt.Get(keyCreatedAt), sandboxID: bkt.Get(keySandboxID),
+		labels: bkt.Bucket(bucketKeyLabels), ext: bkt.Bucket(bucketKeyExtensions),
+	}
+}
+
+// ID is the record's ID.
+func (v RecordView) ID() []byte { return v.id }
+
+// RawStatus is the stored status; DecodeStatus reads it.
+func (v RecordView) RawStatus() []byte { return v.status }
+
+// RawCreatedAt is the stored creation time; DecodeTime reads it.
+func (v RecordView) RawCreatedAt() []byte { return v.createdAt }
+
+// SandboxID is the sandbox of a container record, empty for a sandbox.
+func (v RecordView) SandboxID() []byte { return v.sandboxID }
+
+// Extension is the record's extension name, nil if it has none.
+func (v RecordView) Extension(name string) []byte {
+	if v.ext == nil {
+		return nil
+	}
+	return v.ext.Get([]byte(name))
+}
+
+// Labels returns a copy of the record's labels (nil if it has none).
+func (v RecordView) Labels() map[string]string { return readStringMap(v.labels) }
+
+// LabelsEqual reports whether the record's labels are exactly labels,
+// without copying them.
+func (v RecordView) LabelsEqual(labels map[string]string) bool {
+	lbkt := v.labels
+	if lbkt == nil {
+		return len(labels) == 0
+	}
+	n := 0
+	equal := true
+	_ = lbkt.ForEach(func(k, val []byte) error {
+		n++
+		if got, ok := labels[string(k)]; !ok || got != string(val) {
+			equal = false
+		}
+		return nil
+	})
+	return equal && n == len(labels)
+}
+
+// DecodeStatus is the Status stored as raw (a RawStatus).
+func DecodeStatus(raw []byte) (Status, error) {
+	return decodeStatus(raw)
+}
+
+// DecodeTime is the time stored as raw (a RawCreatedAt); zero for nil.
+func DecodeTime(raw []byte) time.Time {
+	var t time.Time
+	if raw != nil {
+		_ = t.UnmarshalBinary(raw)
+	}
+	return t
+}
+
+// A generation is the database as of a write: the ID of the last write
+// transaction committed (bbolt's), which every commit moves on. A View
+// given the generation it returned before reads nothing when no write
+// came since: the lists made every second are most often of a database
+// nobody wrote to meanwhile.
+
+// View calls fn with each sandbox of the namespace in ctx, in ID order,
+// in one read transaction, and stops at fn's first error. It returns the
+// generation it read; when since is that generation (not 0), nothing was
+// written since the View that returned it and fn is not called.
+func (s *SandboxStore) View(ctx context.Context, since uint64, fn func(RecordView) error) (uint64, error) {
+	return viewRecords(ctx, s.db, bucketKeySandboxes, since, fn)
+}
+
+// View is SandboxStore.View for the containers.
+func (s *ContainerStore) View(ctx context.Context, since uint64, fn func(RecordView) error) (uint64, error) {
+	return viewRecords(ctx, s.db, bucketKeyContainers, since, fn)
+}
+
+func viewRecords(ctx context.Context, db *DB, kind []byte, since uint64, fn func(RecordView) error) (gen uint64, err error) {
+	ns, err := namespace(ctx)
+	if err != nil {
+		return 0, err
+	}
+	err = db.view(ctx, func(btx *bolt.Tx) error {
+		gen = uint64(btx.ID())
+		if since != 0 && gen == since {
+			return nil
+		}
+		bkt := nsBucket(btx, ns, kind)
+		if bkt == nil {
+			return nil
+		}
+		return bkt.ForEachBucket(func(key []byte) error {
+			return fn(viewRecord(key, bkt.Bucket(key)))
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	return gen, nil
+}
