@@ -124,16 +124,11 @@ func (s *Service) criImage(ctx context.Context, imgs []meta.Image) (*runtime.Ima
 	first := imgs[0]
 	out := &runtime.Image{Id: first.ConfigDigest.String(), Spec: &runtime.ImageSpec{Image: first.ConfigDigest.String()}}
 	out.RepoTags, out.RepoDigests = repoNames(imgs)
-	size, err := s.images.Size(ctx, first, false)
+	size, user, err := s.imageContent(ctx, first)
 	if err != nil {
 		return nil, err
 	}
-	out.Size = uint64(size.Content)
-	cfg, err := s.images.Config(ctx, first, image.DefaultPlatform())
-	if err != nil {
-		return nil, err
-	}
-	user := cfg.Config.User
+	out.Size = uint64(size)
 	if u, _, _ := strings.Cut(user, ":"); u != "" {
 		if uid, err := strconv.ParseInt(u, 10, 64); err == nil {
 			out.Uid = &runtime.Int64Value{Value: uid}

@@ -20,6 +20,8 @@ import (
 type decodeCache struct {
 	pods       listCache[podItem]
 	containers listCache[containerItem]
+	// blobs is what ImageStatus decoded of content blobs (image_cache.go).
+	blobs blobCache
 }
 
 // listCache is the entries of one kind of record, by ID.

@@ -3,8 +3,8 @@ package cri
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	goruntime "runtime"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
