@@ -150,6 +150,8 @@ type containerItem struct {
 	annotations map[string]string
 }
 
+func (containerItem) extension() string { return "" }
+
 func buildContainerItem(e *listEntry[containerItem]) {
 	id, labels, ext := e.record()
 	e.item = containerItem{sandboxID: string(e.raw[2]), state: containerState(e.status),

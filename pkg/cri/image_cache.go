@@ -29,6 +29,10 @@ type blobCache struct {
 	users    map[blobKey]string
 }
 
+// maxBlobCache bounds the entries of each map of a blobCache: past it the
+// map starts again, empty. Images come and go on a node for months.
+const maxBlobCache = 4096
+
 // blobKey is a descriptor as the decoding depends on it.
 type blobKey struct {
 	digest    digest.Digest
@@ -96,7 +100,7 @@ func (c *blobCache) childrenOf(ctx context.Context, p content.Provider, desc oci
 		return nil, err
 	}
 	c.mu.Lock()
-	if c.children == nil {
+	if c.children == nil || len(c.children) >= maxBlobCache {
 		c.children = map[blobKey][]ocispec.Descriptor{}
 	}
 	c.children[k] = children
@@ -126,7 +130,7 @@ func (c *blobCache) userOf(ctx context.Context, p content.Provider, target ocisp
 		return "", err
 	}
 	c.mu.Lock()
-	if c.configs == nil {
+	if c.configs == nil || len(c.configs) >= maxBlobCache {
 		c.configs, c.users = map[blobKey]selectedConfig{}, map[blobKey]string{}
 	}
 	c.configs[k] = selectedConfig{config: mf.Config, read: rec.read}

@@ -25,7 +25,7 @@ type decodeCache struct {
 }
 
 // listCache is the entries of one kind of record, by ID.
-type listCache[T any] struct {
+type listCache[T listItem] struct {
 	mu sync.Mutex
 	m  map[string]*listEntry[T]
 	// last is the entries of the last walk, of namespace ns, as of the
@@ -36,7 +36,7 @@ type listCache[T any] struct {
 }
 
 // listEntry is what was built of one record, from raw and labels.
-type listEntry[T any] struct {
+type listEntry[T listItem] struct {
 	id     string
 	raw    rawFields
 	labels map[string]string // the record's, ours included
@@ -48,12 +48,24 @@ type listEntry[T any] struct {
 // recordViewer is a store's View.
 type recordViewer func(ctx context.Context, since uint64, fn func(meta.RecordView) error) (uint64, error)
 
-// rawFields are the stored values an entry is built from: the status,
-// the creation time, the sandbox ID, the CRI config and info.
-type rawFields [5][]byte
+// listItem is what is built of a record: podItem, containerItem.
+type listItem interface {
+	// extension names the extension, beyond the config and the info,
+	// that the item is built from too ("" for none).
+	extension() string
+}
 
-func viewFields(v meta.RecordView) rawFields {
-	return rawFields{v.RawStatus(), v.RawCreatedAt(), v.SandboxID(), v.Extension(ExtConfig), v.Extension(ExtInfo)}
+// rawFields are the stored values an entry is built from: the status,
+// the creation time, the sandbox ID, the CRI config and info, and the
+// item's extension.
+type rawFields [6][]byte
+
+func viewFields(v meta.RecordView, ext string) rawFields {
+	r := rawFields{v.RawStatus(), v.RawCreatedAt(), v.SandboxID(), v.Extension(ExtConfig), v.Extension(ExtInfo)}
+	if ext != "" {
+		r[5] = v.Extension(ext)
+	}
+	return r
 }
 
 func (r *rawFields) equal(o *rawFields) bool {
@@ -133,7 +145,8 @@ func (c *listCache[T]) walk(ctx context.Context, view recordViewer, build func(*
 // entry returns the entry of the record v, built anew (fresh) if the
 // record changed since the last one.
 func (c *listCache[T]) entry(v meta.RecordView, build func(*listEntry[T])) (e *listEntry[T], fresh bool) {
-	raw := viewFields(v)
+	var zero T
+	raw := viewFields(v, zero.extension())
 	c.mu.Lock()
 	e = c.m[string(v.ID())]
 	c.mu.Unlock()

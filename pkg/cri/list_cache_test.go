@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	goruntime "runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
 	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
+	"github.com/cri-runtime/cri-runtime/pkg/sandbox"
 )
 
 // checkLists compares what s lists, its caches warm, with what a service
@@ -39,6 +41,22 @@ func checkLists(t *testing.T, ctx context.Context, s *Service, step string) {
 		got, err := s.ListPodSandbox(ctx, req)
 		if err != nil || !proto.Equal(got, want) {
 			t.Errorf("%s: ListPodSandbox(%v) = %v, %v; want %v", step, f, got, err, want)
+		}
+	}
+	for _, p := range pods.Items {
+		for _, id := range []string{p.Id, p.Id[:12]} {
+			pod, err := s.pod(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _, wantErr := s.podStatus(pod)
+			got, err := s.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: id, Verbose: true})
+			if (err == nil) != (wantErr == nil) || (err == nil && !proto.Equal(got.Status, want)) {
+				t.Errorf("%s: PodSandboxStatus(%s) = %v, %v; want %v, %v", step, id, got, err, want, wantErr)
+			}
+			if err == nil && !strings.Contains(got.Info["info"], `"pid":`+strconv.Itoa(int(pod.Status.Pid))) {
+				t.Errorf("%s: PodSandboxStatus(%s) verbose: %s", step, id, got.Info["info"])
+			}
 		}
 	}
 	ctrReqs := []*runtime.ContainerFilter{
@@ -85,6 +103,20 @@ func TestListsFollowWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLists(t, ctx, s, "labels")
+
+	netw, err := sandbox.ReadNetwork(pods[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	netw.TornDown = true
+	b, _ := json.Marshal(netw)
+	if _, err := s.db.Sandboxes().Update(ctx, meta.Sandbox{ID: pods[2].ID, Extensions: map[string][]byte{sandbox.ExtNetwork: b}}, "extensions."+sandbox.ExtNetwork); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Sandboxes().Update(ctx, meta.Sandbox{ID: pods[3].ID}, "extensions."+sandbox.ExtNetwork); err != nil {
+		t.Fatal(err)
+	}
+	checkLists(t, ctx, s, "network")
 
 	c, err := decodeContainer(ctrs[3])
 	if err != nil {

@@ -2,8 +2,10 @@ package meta
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -124,4 +126,20 @@ func viewRecords(ctx context.Context, db *DB, kind []byte, since uint64, fn func
 		return 0, err
 	}
 	return gen, nil
+}
+
+// ViewID calls fn with the sandbox id of the namespace in ctx, read in
+// place; NotFound if there is none.
+func (s *SandboxStore) ViewID(ctx context.Context, id string, fn func(RecordView) error) error {
+	ns, err := namespace(ctx)
+	if err != nil {
+		return err
+	}
+	return s.db.view(ctx, func(btx *bolt.Tx) error {
+		bkt := nsBucket(btx, ns, bucketKeySandboxes, []byte(id))
+		if bkt == nil {
+			return fmt.Errorf("sandbox %q: %w", id, errdefs.ErrNotFound)
+		}
+		return fn(viewRecord([]byte(id), bkt))
+	})
 }
