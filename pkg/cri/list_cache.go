@@ -61,10 +61,19 @@ type listItem interface {
 type rawFields [6][]byte
 
 func viewFields(v meta.RecordView, ext string) rawFields {
-	r := rawFields{v.RawStatus(), v.RawCreatedAt(), v.SandboxID(), v.Extension(ExtConfig), v.Extension(ExtInfo)}
-	if ext != "" {
-		r[5] = v.Extension(ext)
-	}
+	r := rawFields{v.RawStatus(), v.RawCreatedAt(), v.SandboxID()}
+	v.ForEachExtension(func(name, value []byte) {
+		switch string(name) {
+		case ExtConfig:
+			r[3] = value
+		case ExtInfo:
+			r[4] = value
+		case ext:
+			if ext != "" {
+				r[5] = value
+			}
+		}
+	})
 	return r
 }
 

@@ -20,13 +20,27 @@ type RecordView struct {
 	labels, ext                      *bolt.Bucket
 }
 
-// viewRecord reads the record bkt in place, each bucket opened once: an
-// open costs a search and, for a small bucket stored inline, a copy.
+// viewRecord reads the record bkt in place with one cursor, each
+// sub-bucket opened once: every Get is a search with its own cursor and,
+// for a small bucket stored inline, an open is a copy.
 func viewRecord(id []byte, bkt *bolt.Bucket) RecordView {
-	return RecordView{
-		id: id, status: bkt.Get(keyStatus), createdAt: bkt.Get(keyCreatedAt), sandboxID: bkt.Get(keySandboxID),
-		labels: bkt.Bucket(bucketKeyLabels), ext: bkt.Bucket(bucketKeyExtensions),
+	v := RecordView{id: id}
+	c := bkt.Cursor()
+	for k, val := c.First(); k != nil; k, val = c.Next() {
+		switch string(k) {
+		case string(keyStatus):
+			v.status = val
+		case string(keyCreatedAt):
+			v.createdAt = val
+		case string(keySandboxID):
+			v.sandboxID = val
+		case string(bucketKeyLabels):
+			v.labels = bkt.Bucket(k)
+		case string(bucketKeyExtensions):
+			v.ext = bkt.Bucket(k)
+		}
 	}
+	return v
 }
 
 // ID is the record's ID.
@@ -47,6 +61,18 @@ func (v RecordView) Extension(name string) []byte {
 		return nil
 	}
 	return v.ext.Get([]byte(name))
+}
+
+// ForEachExtension calls fn with the name and the value of each of the
+// record's extensions, in name order.
+func (v RecordView) ForEachExtension(fn func(name, value []byte)) {
+	if v.ext == nil {
+		return
+	}
+	_ = v.ext.ForEach(func(k, val []byte) error {
+		fn(k, val)
+		return nil
+	})
 }
 
 // Labels returns a copy of the record's labels (nil if it has none).
