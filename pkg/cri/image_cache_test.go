@@ -3,6 +3,7 @@ package cri
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -120,5 +121,26 @@ func TestImageStatusFollowsContent(t *testing.T) {
 	_, want := s.images.Config(ctx, img, image.DefaultPlatform())
 	if err := check("config removed"); !errdefs.IsNotFound(err) || !errdefs.IsNotFound(want) {
 		t.Errorf("config removed: %v; the image service: %v", err, want)
+	}
+}
+
+// The sandbox image is pinned, whether the configuration names it by name,
+// by digest reference or by ID, and no other image is.
+func TestImageStatusPinned(t *testing.T) {
+	s, ctx := imageFixture(t)
+	pause, err := s.db.Images().Get(ctx, "registry.k8s.io/pause:3.10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sandboxImage := range []string{"registry.k8s.io/pause:3.10", "registry.k8s.io/pause@" + pause.Target.Digest.String(),
+		pause.ConfigDigest.String(), pause.ConfigDigest.Encoded(), "registry.k8s.io/pause:absent", ""} {
+		s.cfg.SandboxImage = sandboxImage
+		want := !strings.HasSuffix(sandboxImage, "absent") && sandboxImage != ""
+		for name, pinned := range map[string]bool{"registry.k8s.io/pause:3.10": want, "registry.k8s.io/e2e-test-images/busybox:3.10": false} {
+			resp, err := s.ImageStatus(ctx, &runtime.ImageStatusRequest{Image: &runtime.ImageSpec{Image: name}})
+			if err != nil || resp.Image.Pinned != pinned {
+				t.Errorf("sandbox image %q: %s pinned %v, %v; want %v", sandboxImage, name, resp.GetImage().GetPinned(), err, pinned)
+			}
+		}
 	}
 }
