@@ -95,47 +95,74 @@ func (s *Service) imageRef(ctx context.Context, c containerRecord) string {
 // state, pod, labels).
 func (s *Service) ListContainers(ctx context.Context, req *runtime.ListContainersRequest) (*runtime.ListContainersResponse, error) {
 	f := req.GetFilter()
-	var fs []string
+	var podID string
 	if f.GetPodSandboxId() != "" {
 		pod, err := s.pod(ctx, f.GetPodSandboxId())
 		if err != nil {
 			return &runtime.ListContainersResponse{}, nil
 		}
-		fs = append(fs, "sandboxid=="+pod.ID)
+		podID = pod.ID
 	}
-	all, err := s.db.Containers().ListWithoutSpec(ctx, fs...)
+	all, err := s.listed.containers.walk(ctx, s.db.Containers().View, buildContainerItem)
 	if err != nil {
 		return nil, err
 	}
-	if len(fs) == 0 {
-		ids := make(map[string]bool, len(all))
-		for _, mc := range all {
-			ids[mc.ID] = true
-		}
-		defer s.listed.keepOnly(ids)
-	}
-	resp := &runtime.ListContainersResponse{}
-	for _, mc := range all {
-		if f.GetId() != "" && !strings.HasPrefix(mc.ID, f.GetId()) {
+	resp := &runtime.ListContainersResponse{Containers: make([]*runtime.Container, 0, len(all))}
+	for _, e := range all {
+		if podID != "" && e.item.sandboxID != podID {
 			continue
 		}
-		if f.GetState() != nil && containerState(mc.Status) != f.GetState().GetState() {
+		if f.GetId() != "" && !strings.HasPrefix(e.id, f.GetId()) {
 			continue
 		}
-		if sel := f.GetLabelSelector(); len(sel) > 0 && !matchLabels(criLabels(mc.Labels), sel) {
+		if f.GetState() != nil && e.item.state != f.GetState().GetState() {
 			continue
 		}
-		c, err := s.listed.decode(mc)
-		if err != nil {
-			return nil, err
+		if sel := f.GetLabelSelector(); len(sel) > 0 && !matchLabels(e.item.labels, sel) {
+			continue
 		}
+		if e.err != nil {
+			return nil, e.err
+		}
+		it := &e.item
 		resp.Containers = append(resp.Containers, &runtime.Container{
-			Id: c.ID, PodSandboxId: c.SandboxID, Metadata: c.config.GetMetadata(), Image: c.config.GetImage(),
-			ImageRef: c.info.ImageRef, ImageId: c.info.ImageRef, State: containerState(c.Status), CreatedAt: nanos(c.CreatedAt),
-			Labels: criLabels(c.Labels), Annotations: c.config.GetAnnotations(),
+			Id: e.id, PodSandboxId: it.sandboxID, Metadata: it.metadata, Image: it.image,
+			ImageRef: it.imageRef, ImageId: it.imageRef, State: it.state, CreatedAt: it.createdAt,
+			Labels: it.labels, Annotations: it.annotations,
 		})
 	}
+	if len(resp.Containers) == 0 {
+		resp.Containers = nil
+	}
 	return resp, nil
+}
+
+// containerItem is what ListContainers reports of a container, decoded
+// once.
+type containerItem struct {
+	sandboxID   string
+	metadata    *runtime.ContainerMetadata
+	image       *runtime.ImageSpec
+	imageRef    string
+	state       runtime.ContainerState
+	createdAt   int64
+	labels      map[string]string // the CRI's
+	annotations map[string]string
+}
+
+func (containerItem) extension() string { return "" }
+
+func buildContainerItem(e *listEntry[containerItem]) {
+	id, labels, ext := e.record()
+	e.item = containerItem{sandboxID: string(e.raw[2]), state: containerState(e.status),
+		createdAt: nanos(meta.DecodeTime(e.raw[1])), labels: criLabels(labels)}
+	c, err := decodeContainer(meta.Container{ID: id, SandboxID: e.item.sandboxID, Labels: labels, Status: e.status, Extensions: ext})
+	if err != nil {
+		e.err = err
+		return
+	}
+	it := &e.item
+	it.metadata, it.image, it.imageRef, it.annotations = c.config.GetMetadata(), c.config.GetImage(), c.info.ImageRef, c.config.GetAnnotations()
 }
 
 // criSignal is the CRI's name of the signal number sig.

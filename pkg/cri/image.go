@@ -78,34 +78,39 @@ func (s *Service) lookupImage(ctx context.Context, ref string) ([]meta.Image, er
 			return nil, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
 		}
 	}
-	r, err := reference.ParseNormalizedNamed(ref)
+	found, err := s.findImage(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
-	var found *meta.Image
+	if found.ConfigDigest == "" {
+		return []meta.Image{found}, nil
+	}
+	return s.db.Images().ListByConfig(ctx, found.ConfigDigest)
+}
+
+// findImage finds the image record a name or a digest reference names;
+// NotFound if none.
+func (s *Service) findImage(ctx context.Context, ref string) (meta.Image, error) {
+	r, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return meta.Image{}, err
+	}
 	if r.Digest != "" {
 		all, err := s.db.Images().List(ctx, "target.digest=="+r.Digest.String())
 		if err != nil {
-			return nil, err
+			return meta.Image{}, err
 		}
 		for i := range all {
 			if named, err := reference.Parse(all[i].Name); err == nil && named.Name() == r.Name() {
-				found = &all[i]
-				break
+				return all[i], nil
 			}
 		}
 	} else if img, err := s.db.Images().Get(ctx, r.String()); err == nil {
-		found = &img
+		return img, nil
 	} else if !errdefs.IsNotFound(err) {
-		return nil, err
+		return meta.Image{}, err
 	}
-	if found == nil {
-		return nil, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
-	}
-	if found.ConfigDigest == "" {
-		return []meta.Image{*found}, nil
-	}
-	return s.db.Images().ListByConfig(ctx, found.ConfigDigest)
+	return meta.Image{}, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
 }
 
 // imageID returns the config digest an image spec names, if it is an ID.
@@ -124,16 +129,11 @@ func (s *Service) criImage(ctx context.Context, imgs []meta.Image) (*runtime.Ima
 	first := imgs[0]
 	out := &runtime.Image{Id: first.ConfigDigest.String(), Spec: &runtime.ImageSpec{Image: first.ConfigDigest.String()}}
 	out.RepoTags, out.RepoDigests = repoNames(imgs)
-	size, err := s.images.Size(ctx, first, false)
+	size, user, err := s.imageContent(ctx, first)
 	if err != nil {
 		return nil, err
 	}
-	out.Size = uint64(size.Content)
-	cfg, err := s.images.Config(ctx, first, image.DefaultPlatform())
-	if err != nil {
-		return nil, err
-	}
-	user := cfg.Config.User
+	out.Size = uint64(size)
 	if u, _, _ := strings.Cut(user, ":"); u != "" {
 		if uid, err := strconv.ParseInt(u, 10, 64); err == nil {
 			out.Uid = &runtime.Int64Value{Value: uid}
@@ -167,10 +167,20 @@ func repoNames(imgs []meta.Image) (tags, digests []string) {
 	return tags, digests
 }
 
-// pinned reports whether img is the sandbox image.
+// pinned reports whether img is the sandbox image. A sandbox image named
+// by name needs only its record: every name of an image has its config
+// digest.
 func (s *Service) pinned(ctx context.Context, img meta.Image) bool {
-	imgs, err := s.lookupImage(ctx, s.cfg.SandboxImage)
-	return err == nil && len(imgs) > 0 && imgs[0].ConfigDigest == img.ConfigDigest && img.ConfigDigest != ""
+	if img.ConfigDigest == "" {
+		return false
+	}
+	ref := s.cfg.SandboxImage
+	if _, ok := imageID(ref); ok || ref == "" {
+		imgs, err := s.lookupImage(ctx, ref)
+		return err == nil && len(imgs) > 0 && imgs[0].ConfigDigest == img.ConfigDigest
+	}
+	found, err := s.findImage(ctx, ref)
+	return err == nil && found.ConfigDigest == img.ConfigDigest
 }
 
 // ImageStatus returns the status of an image; an absent image is an empty

@@ -129,6 +129,10 @@
 //     pause: bolt needs its data pages on disk before its meta page.
 //   - Check holds writers off for its whole run, backend stat calls
 //     included: it is for tests and repair, not for a busy daemon.
+//   - A RecordView (SandboxStore.View, ContainerStore.View) hands out
+//     bolt's own memory, valid only inside the callback: copy what you
+//     keep. The generation a View returns is bolt's last committed
+//     transaction ID: any write, of any namespace, moves it on.
 //   - Bolt allows one process per file: Open waits up to 10 s for the file
 //     lock, then fails.
 package meta

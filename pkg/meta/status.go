@@ -85,7 +85,11 @@ type statusRecord struct {
 }
 
 func readStatus(bkt *bolt.Bucket) (Status, error) {
-	v := bkt.Get(keyStatus)
+	return decodeStatus(bkt.Get(keyStatus))
+}
+
+// decodeStatus is the Status stored as v; the zero Status for nil.
+func decodeStatus(v []byte) (Status, error) {
 	if v == nil {
 		return Status{}, nil
 	}
