@@ -75,7 +75,8 @@ type Service struct {
 	// containers' stdio for attach (streaming.go).
 	stream *streamServer
 
-	// listed caches the decoded records of ListContainers.
+	// listed caches what the lists, PodSandboxStatus and ImageStatus built
+	// of unchanged records and blobs (list_cache.go, image_cache.go).
 	listed decodeCache
 
 	// podCIDR is the last UpdateRuntimeConfig's, guarded by mu.
