@@ -124,12 +124,7 @@ func (s *Service) ListContainers(ctx context.Context, req *runtime.ListContainer
 		if e.err != nil {
 			return nil, e.err
 		}
-		it := &e.item
-		resp.Containers = append(resp.Containers, &runtime.Container{
-			Id: e.id, PodSandboxId: it.sandboxID, Metadata: it.metadata, Image: it.image,
-			ImageRef: it.imageRef, ImageId: it.imageRef, State: it.state, CreatedAt: it.createdAt,
-			Labels: it.labels, Annotations: it.annotations,
-		})
+		resp.Containers = append(resp.Containers, e.item.msg)
 	}
 	if len(resp.Containers) == 0 {
 		resp.Containers = nil
@@ -148,6 +143,8 @@ type containerItem struct {
 	createdAt   int64
 	labels      map[string]string // the CRI's
 	annotations map[string]string
+	// msg is what ListContainers reports, shared by its answers.
+	msg *runtime.Container
 }
 
 func (containerItem) extension() string { return "" }
@@ -163,6 +160,16 @@ func buildContainerItem(e *listEntry[containerItem]) {
 	}
 	it := &e.item
 	it.metadata, it.image, it.imageRef, it.annotations = c.config.GetMetadata(), c.config.GetImage(), c.info.ImageRef, c.config.GetAnnotations()
+	it.msg = &runtime.Container{Id: id, PodSandboxId: it.sandboxID, Metadata: it.metadata, Image: it.image,
+		ImageRef: it.imageRef, ImageId: it.imageRef, State: it.state, CreatedAt: it.createdAt,
+		Labels: it.labels, Annotations: it.annotations}
+}
+
+func (it containerItem) message() proto.Message {
+	if it.msg == nil {
+		return nil
+	}
+	return it.msg
 }
 
 // criSignal is the CRI's name of the signal number sig.

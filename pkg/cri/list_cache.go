@@ -5,6 +5,8 @@ import (
 	"context"
 	"sync"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
 	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
 )
@@ -33,6 +35,8 @@ type listCache[T listItem] struct {
 	ns   string
 	gen  uint64
 	last []*listEntry[T]
+	// wire is the encoding of each entry's message (list_wire.go).
+	wire wireCache
 }
 
 // listEntry is what was built of one record, from raw and labels.
@@ -53,6 +57,9 @@ type listItem interface {
 	// extension names the extension, beyond the config and the info,
 	// that the item is built from too ("" for none).
 	extension() string
+	// message is what the list reports of the record, shared and
+	// read-only; nil when it could not be decoded.
+	message() proto.Message
 }
 
 // rawFields are the stored values an entry is built from: the status,
@@ -143,6 +150,7 @@ func (c *listCache[T]) walk(ctx context.Context, view recordViewer, build func(*
 		}
 		for id := range c.m {
 			if !keep[id] {
+				c.wire.drop(c.m[id].item.message())
 				delete(c.m, id)
 			}
 		}
@@ -170,9 +178,15 @@ func (c *listCache[T]) entry(v meta.RecordView, build func(*listEntry[T])) (e *l
 	}
 	e.status, _ = meta.DecodeStatus(e.raw[0]) // as meta's List: Check reports a corrupt one
 	build(e)
+	if e.err == nil {
+		c.wire.put(e.item.message())
+	}
 	c.mu.Lock()
 	if c.m == nil {
 		c.m = map[string]*listEntry[T]{}
+	}
+	if old := c.m[e.id]; old != nil {
+		c.wire.drop(old.item.message())
 	}
 	c.m[e.id] = e
 	c.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
@@ -118,11 +119,7 @@ func (s *Service) ListPodSandbox(ctx context.Context, req *runtime.ListPodSandbo
 		if e.err != nil {
 			return nil, e.err
 		}
-		it := &e.item
-		resp.Items = append(resp.Items, &runtime.PodSandbox{
-			Id: e.id, Metadata: it.metadata, State: it.state, CreatedAt: it.createdAt,
-			Labels: it.labels, Annotations: it.annotations, RuntimeHandler: it.handler,
-		})
+		resp.Items = append(resp.Items, e.item.msg)
 	}
 	if len(resp.Items) == 0 {
 		resp.Items = nil
@@ -138,6 +135,8 @@ type podItem struct {
 	labels      map[string]string // the CRI's
 	annotations map[string]string
 	handler     string
+	// msg is what ListPodSandbox reports, shared by its answers.
+	msg *runtime.PodSandbox
 	// For PodSandboxStatus: the whole config and info, and the network,
 	// decoded when first asked for.
 	config *runtime.PodSandboxConfig
@@ -146,6 +145,13 @@ type podItem struct {
 }
 
 func (podItem) extension() string { return sandbox.ExtNetwork }
+
+func (it podItem) message() proto.Message {
+	if it.msg == nil {
+		return nil
+	}
+	return it.msg
+}
 
 // podNet is a pod's network record, decoded once.
 type podNet struct {
@@ -177,6 +183,9 @@ func buildPodItem(e *listEntry[podItem]) {
 	}
 	e.item.metadata, e.item.annotations, e.item.handler = pod.config.GetMetadata(), pod.config.GetAnnotations(), pod.info.RuntimeHandler
 	e.item.config, e.item.info = pod.config, pod.info
+	it := &e.item
+	it.msg = &runtime.PodSandbox{Id: id, Metadata: it.metadata, State: it.state, CreatedAt: it.createdAt,
+		Labels: it.labels, Annotations: it.annotations, RuntimeHandler: it.handler}
 }
 
 // matchLabels reports whether labels has every key and value of selector.

@@ -34,7 +34,9 @@ func (s *Server) newCRI(ctx context.Context, gm *grpcMetrics) error {
 	if err != nil {
 		return err
 	}
-	s.criGRPC = grpc.NewServer(serverOptions(gm, withK8sNamespace)...)
+	// The CRI's codec writes the lists from the encoding of their items,
+	// kept with them (pkg/cri/list_wire.go).
+	s.criGRPC = grpc.NewServer(append(serverOptions(gm, withK8sNamespace), grpc.ForceServerCodecV2(s.cri.Codec()))...)
 	s.cri.Register(s.criGRPC)
 	// The streaming server (exec, attach, port-forward URLs): its streams
 	// end at once when Stop begins.
