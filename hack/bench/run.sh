@@ -72,6 +72,8 @@ section() { # section NAME TITLE COMMAND...: runs COMMAND, its stdout to OUT/NAM
 	echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r), $(runc --version | head -1),"
 	echo "load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
 	echo "Made by \`CONTAINERD_BIN=DIR hack/bench/run.sh\`, both runtimes on this machine in the same run, taking turns."
+	echo "The pods are kubelet's (no shared PID namespace): containerd runs a pause container in each, cri-runtime none"
+	echo "(its default \`[cri] drop_infra_container\`, as CRI-O's \`drop_infra_ctr\`)."
 } >"$out/report.md"
 
 section cri "Pod start, teardown, lists, CPU and memory through the CRI" \
