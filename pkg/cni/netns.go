@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/mount"
 )
 
 // A pod's network namespace is pinned by bind-mounting it on a file of its
@@ -35,18 +36,10 @@ func NewNetNS(dir, name string) (string, error) {
 	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
 		return "", fmt.Errorf("netns name %q: must be a file name: %w", name, errdefs.ErrInvalidArgument)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("netns dir %s: %w", dir, err)
-	}
 	path := filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return "", fmt.Errorf("netns %s: %w", path, errdefs.ErrAlreadyExists)
+	if err := mount.CreateNSFile(path); err != nil {
+		return "", fmt.Errorf("netns: %w", err)
 	}
-	if err != nil {
-		return "", fmt.Errorf("netns %s: %w", path, err)
-	}
-	f.Close()
 	if err := onLockedThread(func() error { return pinNewNetNS(path) }); err != nil {
 		_ = RemoveNetNS(path) // unmounts too, if only the way back failed
 		return "", fmt.Errorf("netns %s: %w: %w", path, err, errdefs.ErrInternal)
@@ -70,20 +63,8 @@ func pinNewNetNS(path string) error {
 // It is idempotent: a missing file or one that is not a mount point is no
 // error. The namespace itself goes away once no process is left in it.
 func RemoveNetNS(path string) error {
-	// Stacked mounts are possible (an interrupted create retried by hand):
-	// unmount until the file is no mount point.
-	for range 8 {
-		err := unix.Unmount(path, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
-		if err == nil {
-			continue
-		}
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-			break
-		}
-		return fmt.Errorf("netns %s: unmount: %w: %w", path, err, errdefs.ErrInternal)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("netns %s: %w", path, err)
+	if err := mount.RemoveNSFile(path); err != nil {
+		return fmt.Errorf("netns: %w", err)
 	}
 	return nil
 }
@@ -109,10 +90,7 @@ func ListNetNS(dir string) ([]string, error) {
 
 // IsNetNS reports whether path is a pinned network namespace (a file on
 // nsfs), as opposed to a missing file or an empty one left unmounted.
-func IsNetNS(path string) bool {
-	var st unix.Statfs_t
-	return path != "" && unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
-}
+func IsNetNS(path string) bool { return mount.IsNSFile(path) }
 
 // WithNetNS runs fn on a locked OS thread inside the network namespace at
 // path and returns its error. The thread ends afterwards. Sockets fn opens

@@ -315,7 +315,7 @@ func Live(sb meta.Sandbox) bool {
 		return false
 	}
 	for _, p := range []string{n.NetNS, n.IPC, n.UTS} {
-		if p != "" && !pinned(p) {
+		if p != "" && !mount.IsNSFile(p) {
 			return false
 		}
 	}

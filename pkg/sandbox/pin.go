@@ -5,14 +5,15 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cri-runtime/cri-runtime/pkg/cni"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/mount"
 )
 
 // A pod without a pause container (one that shares no PID namespace, the
@@ -37,14 +38,28 @@ type PinSpec struct {
 }
 
 // pinNamespaces makes the namespaces of s, each pinned on its file, and
-// writes the hostname and sysctls in them. On failure nothing is left.
+// writes the hostname and sysctls in them. On failure nothing it made is
+// left.
 func pinNamespaces(s PinSpec) (retErr error) {
-	if s.IPC == "" && s.UTS == "" && len(s.Sysctls) == 0 {
-		return nil
+	var own, net []string // the sysctls of the new namespaces, net.*
+	for _, k := range slices.Sorted(maps.Keys(s.Sysctls)) {
+		name := strings.ReplaceAll(k, "/", ".")
+		switch {
+		case strings.HasPrefix(name, "net."):
+			if s.NetNS == "" {
+				return fmt.Errorf("net sysctl %s without a pod network namespace: %w", name, errdefs.ErrInvalidArgument)
+			}
+			net = append(net, k)
+		case s.IPC == "": // never the host's: validation refuses them
+			return fmt.Errorf("sysctl %s without a pod IPC namespace: %w", name, errdefs.ErrInvalidArgument)
+		default:
+			own = append(own, k)
+		}
 	}
+	var created []string
 	defer func() {
 		if retErr != nil {
-			_ = unpinNamespaces(s.IPC, s.UTS)
+			_ = unpinNamespaces(created...)
 		}
 	}()
 	var flags int
@@ -55,77 +70,45 @@ func pinNamespaces(s PinSpec) (retErr error) {
 		if f.path == "" {
 			continue
 		}
-		if err := createPinFile(f.path); err != nil {
-			return err
+		if err := mount.CreateNSFile(f.path); err != nil {
+			return fmt.Errorf("pod namespaces: %w", err)
 		}
+		created = append(created, f.path)
 		flags |= f.flag
 	}
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread, in the pod's namespaces, ends with
-		// this goroutine.
-		runtime.LockOSThread()
-		errc <- pinOnThread(s, flags)
-	}()
-	if err := <-errc; err != nil {
-		return fmt.Errorf("pod namespaces: %w", err)
+	if flags != 0 {
+		errc := make(chan error, 1)
+		go func() {
+			// Never unlocked: the thread, in the pod's namespaces, ends
+			// with this goroutine.
+			runtime.LockOSThread()
+			errc <- pinOnThread(s, flags, own)
+		}()
+		if err := <-errc; err != nil {
+			return fmt.Errorf("pod namespaces: %w", err)
+		}
+	}
+	if len(net) > 0 {
+		return cni.WithNetNS(s.NetNS, func() error { return writeSysctls(s.Sysctls, net) })
 	}
 	return nil
 }
 
-// createPinFile creates the empty file a namespace is bind-mounted on.
-func createPinFile(path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("pod namespace %s: %w", path, err)
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("pod namespace %s: %w", path, errdefs.ErrAlreadyExists)
-	}
-	if err != nil {
-		return fmt.Errorf("pod namespace %s: %w", path, err)
-	}
-	return f.Close()
-}
-
 // pinOnThread runs on a locked thread that never runs anything else: it
-// moves it into new namespaces (flags), sets them up, and pins them. The
-// kernel resolves /proc/sys and the hostname in the namespaces of the
-// calling thread.
-func pinOnThread(s PinSpec, flags int) error {
-	if flags != 0 {
-		if err := unix.Unshare(flags); err != nil {
-			return fmt.Errorf("unshare: %w: %w", err, errdefs.ErrInternal)
-		}
+// moves it into new namespaces (flags), sets its hostname and the sysctls
+// keys, and pins them. The kernel resolves /proc/sys and the hostname in
+// the namespaces of the calling thread.
+func pinOnThread(s PinSpec, flags int, keys []string) error {
+	if err := unix.Unshare(flags); err != nil {
+		return fmt.Errorf("unshare: %w: %w", err, errdefs.ErrInternal)
 	}
 	if s.UTS != "" && s.Hostname != "" {
 		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
 			return fmt.Errorf("hostname %q: %w: %w", s.Hostname, err, errdefs.ErrInvalidArgument)
 		}
 	}
-	var net []string
-	for _, k := range slices.Sorted(maps.Keys(s.Sysctls)) {
-		name := strings.ReplaceAll(k, "/", ".")
-		if strings.HasPrefix(name, "net.") {
-			net = append(net, k)
-			continue
-		}
-		if s.IPC == "" { // never the host's: validation refuses them
-			return fmt.Errorf("sysctl %s without a pod IPC namespace: %w", name, errdefs.ErrInvalidArgument)
-		}
-		if err := writeSysctl(name, s.Sysctls[k]); err != nil {
-			return err
-		}
-	}
-	if len(net) > 0 {
-		if err := joinNetNS(s.NetNS); err != nil {
-			return err
-		}
-		for _, k := range net {
-			if err := writeSysctl(strings.ReplaceAll(k, "/", "."), s.Sysctls[k]); err != nil {
-				return err
-			}
-		}
+	if err := writeSysctls(s.Sysctls, keys); err != nil {
+		return err
 	}
 	for _, p := range []struct{ path, ns string }{{s.IPC, "ipc"}, {s.UTS, "uts"}} {
 		if p.path == "" {
@@ -138,18 +121,13 @@ func pinOnThread(s PinSpec, flags int) error {
 	return nil
 }
 
-// joinNetNS moves the calling thread into the network namespace at path.
-func joinNetNS(path string) error {
-	if path == "" {
-		return fmt.Errorf("net sysctls without a pod network namespace: %w", errdefs.ErrInvalidArgument)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("netns %s: %w", path, err)
-	}
-	defer f.Close()
-	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("netns %s: setns: %w: %w", path, err, errdefs.ErrInternal)
+// writeSysctls writes the sysctls keys of sysctls, in the namespaces of
+// the calling thread.
+func writeSysctls(sysctls map[string]string, keys []string) error {
+	for _, k := range keys {
+		if err := writeSysctl(strings.ReplaceAll(k, "/", "."), sysctls[k]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -179,29 +157,9 @@ func writeSysctl(name, value string) error {
 func unpinNamespaces(paths ...string) error {
 	var errs []error
 	for _, p := range paths {
-		if p == "" {
-			continue
-		}
-		for range 8 { // stacked mounts: unmount until it is no mount point
-			err := unix.Unmount(p, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
-			if err == nil {
-				continue
-			}
-			if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-				errs = append(errs, fmt.Errorf("pod namespace %s: unmount: %w", p, err))
-			}
-			break
-		}
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("pod namespace %s: %w", p, err))
+		if p != "" {
+			errs = append(errs, mount.RemoveNSFile(p))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// pinned reports whether path holds a pinned namespace (a bind mount of
-// nsfs): false after a reboot, or once unpinned.
-func pinned(path string) bool {
-	var st unix.Statfs_t
-	return path != "" && unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
 }

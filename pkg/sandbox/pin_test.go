@@ -12,6 +12,7 @@ import (
 
 	"github.com/cri-runtime/cri-runtime/pkg/cni"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/mount"
 )
 
 // inNamespaces runs fn on a thread of its own moved into the namespaces
@@ -64,8 +65,8 @@ func TestPinNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = unpinNamespaces(s.IPC, s.UTS) })
-	if !pinned(s.IPC) || !pinned(s.UTS) {
-		t.Fatalf("not pinned: ipc %v, uts %v", pinned(s.IPC), pinned(s.UTS))
+	if !mount.IsNSFile(s.IPC) || !mount.IsNSFile(s.UTS) {
+		t.Fatalf("not pinned: ipc %v, uts %v", mount.IsNSFile(s.IPC), mount.IsNSFile(s.UTS))
 	}
 	err = inNamespaces(map[int]string{unix.CLONE_NEWIPC: s.IPC, unix.CLONE_NEWUTS: s.UTS, unix.CLONE_NEWNET: netns}, func() error {
 		var u unix.Utsname
@@ -129,5 +130,17 @@ func TestPinNamespacesFailureLeavesNothing(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("left after a failed pin: %v", entries)
+	}
+	// A file already there is AlreadyExists, and stays: it is not this
+	// pin's to remove.
+	if err := os.WriteFile(filepath.Join(dir, "uts"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = PinSpec{IPC: filepath.Join(dir, "ipc"), UTS: filepath.Join(dir, "uts")}
+	if err := pinNamespaces(s); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("pin over an existing file: %v, want AlreadyExists", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 || entries[0].Name() != "uts" {
+		t.Fatalf("after a pin over an existing file: %v, want the file alone", entries)
 	}
 }
