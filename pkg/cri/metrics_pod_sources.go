@@ -158,6 +158,12 @@ func (s *Service) podPid(ctx context.Context, podID string, containers []meta.Co
 	if err == nil || !errdefs.IsNotFound(err) {
 		return pid, err
 	}
+	return s.containerPid(ctx, podID, containers)
+}
+
+// containerPid is the init of a running container of the pod, for a pod
+// without a pause.
+func (s *Service) containerPid(ctx context.Context, podID string, containers []meta.Container) (int, error) {
 	for _, c := range containers {
 		if c.Status.State == meta.StateRunning || c.Status.State == meta.StatePaused {
 			if pid, err := s.runningPid(ctx, c.ID); err == nil {

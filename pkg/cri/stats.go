@@ -89,7 +89,7 @@ func (s *Service) podCgroupStats(ctx context.Context, pod podRecord, ctrs []meta
 	if !errdefs.IsNotFound(err) {
 		return nil, err
 	}
-	pid, err := s.podPid(ctx, pod.ID, ctrs)
+	pid, err := s.containerPid(ctx, pod.ID, ctrs)
 	if err != nil {
 		return nil, err
 	}
