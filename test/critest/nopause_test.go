@@ -128,10 +128,15 @@ func TestPodWithoutPause(t *testing.T) {
 	if err := n.RT.StartContainer(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	// The test pause image is sleep.
-	if got := execOut(t, n, id, "cat /proc/1/cmdline | tr '\\0' ' '"); !strings.HasPrefix(got, "/bin/sleep") {
-		t.Errorf("PID 1 of a pod sharing its PID namespace: %q, want the pause", got)
-	}
+	// The test pause image is sleep. runc start returns before the
+	// pause's runc init has exec'd it: on a loaded machine, PID 1 may
+	// still be runc init for a moment.
+	waitFor(t, 10*time.Second, func() error {
+		if got := execOut(t, n, id, "cat /proc/1/cmdline | tr '\\0' ' '"); !strings.HasPrefix(got, "/bin/sleep") {
+			return fmt.Errorf("PID 1 of a pod sharing its PID namespace: %q, want the pause", got)
+		}
+		return nil
+	})
 }
 
 // podPid is the pid of the pod's pause, from its verbose status; 0 if
