@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -228,7 +229,8 @@ func parseEntry(server string, e hostEntry, baseDir string, plainHTTP func(strin
 	if err != nil {
 		return Endpoint{}, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" ||
+		strings.ContainsFunc(u.Path, unicode.IsControl) {
 		return Endpoint{}, fmt.Errorf("want http(s)://host[:port][/path]: %w", errdefs.ErrInvalidArgument)
 	}
 	ep := Endpoint{Scheme: u.Scheme, Host: u.Host, Path: apiRoot(u.Path, e.OverridePath), TLS: TLSConfig{SkipVerify: e.SkipVerify}}
