@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -46,6 +47,7 @@ var (
 	runs         = flag.Int("runs", 20, "runs of /bin/true per runtime")
 	restoreN     = flag.Int("restore", 100, "running containers restored by a new daemon (0: skip)")
 	runtimeBin   = flag.String("runtime", "runc", "OCI runtime")
+	hold         = flag.Bool("hold", false, "set up the registry, the image and our daemon, print their addresses, and wait for SIGINT (for profiling by hand)")
 )
 
 func main() {
@@ -69,6 +71,13 @@ func main() {
 	fmt.Printf("# %s, %d containers, %d runs, runtime %s, image %s\n", time.Now().UTC().Format(time.RFC3339), *n, *runs, *runtimeBin, ref)
 	ours := startOurs(work)
 	ours.cli("pull", "-q", ref)
+	if *hold {
+		fmt.Printf("CRI_RUNTIME_ADDRESS=%s CRI_RUNTIME_NAMESPACE=bench; image %s; ^C ends\n", ours.address, ref)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		return
+	}
 	var cd *containerd
 	if *containerdIn != "" {
 		cd = startContainerd(work)

@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
-go build -o "$bin/" ./cmd/cri-runtime
+CGO_ENABLED=0 go build -o "$bin/" ./cmd/cri-runtime
 CGO_ENABLED=0 go build -o "$bin/" ./cmd/cri-runtime-shim
 go build -o "$bin/tasksbench" ./hack/bench/tasks
 "$bin/tasksbench" -bin "$bin" -containerd-bin "${CONTAINERD_BIN:-}" \
