@@ -50,6 +50,10 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOpt) (int
 	}
 	defer a.dirs.close()
 	if err := a.run(tar.NewReader(r)); err != nil {
+		a.behind.close()
+		return a.written, err
+	}
+	if err := a.behind.flush(); err != nil {
 		return a.written, err
 	}
 	return a.written, a.finishDirTimes()
@@ -63,6 +67,9 @@ type applier struct {
 	opts    applyOptions
 	buf     []byte
 	written int64
+	// behind holds the large files written last, until their pages are
+	// dropped (behind.go).
+	behind behind
 
 	// dirTimes are the times of the directories this layer lists, set at
 	// the end because creating their children changes them.

@@ -26,7 +26,9 @@
 // No file is synced (the caller calls SyncFS once per layer); regular files
 // are written and given their metadata through their open descriptor; the
 // descriptors of recently used directories are cached so that an entry
-// costs no path walk; one 1 MiB copy buffer serves a whole layer.
+// costs no path walk; one 1 MiB copy buffer serves a whole layer. Large
+// files start their writeback when written and leave the page cache once
+// it is done (behind.go).
 //
 // This package imports only leaves of the project (errdefs).
 package archive

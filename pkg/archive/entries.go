@@ -78,19 +78,22 @@ func (a *applier) file(dfd int, name, base string, hdr *tar.Header, r io.Reader)
 		unix.Close(fd)
 		return err
 	}
-	if n >= writebackMin {
-		// Start writing the file out now, without waiting: the disk
-		// works while the rest of the layer is applied, and the one
-		// syncfs at the end of the layer has little left to do.
-		_ = unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-	}
-	if err := unix.Close(fd); err != nil {
-		return entryError(hdr.Name, "close", err)
-	}
 	if err := setTimes(dfd, base, entryTimes(hdr)); err != nil {
+		unix.Close(fd)
 		return entryError(hdr.Name, "set times", err)
 	}
-	return nil
+	if n < writebackMin {
+		if err := unix.Close(fd); err != nil {
+			return entryError(hdr.Name, "close", err)
+		}
+		return nil
+	}
+	// Start writing the file out now, without waiting: the disk works
+	// while the rest of the layer is applied, and the one syncfs at the
+	// end of the layer has little left to do. Its pages are dropped once
+	// written (behind.go).
+	_ = unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	return a.behind.add(behindFile{fd: fd, name: hdr.Name, size: n})
 }
 
 func (a *applier) dir(dfd int, name, base string, hdr *tar.Header) error {

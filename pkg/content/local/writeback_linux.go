@@ -22,3 +22,21 @@ func startWriteback(f *os.File, off, n int64) {
 		_ = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
 	})
 }
+
+// dropWritten waits until [off, off+n) of f is on disk and drops its pages
+// from the page cache. A blob is written once and read, if ever, for an
+// unpack that mostly streams it as it arrives; cached, it only pushes out
+// what the node reads, and the next chunks take fresh pages instead of
+// reusing these (see pkg/archive/behind.go for the figures). Errors are
+// ignored as in startWriteback.
+func dropWritten(f *os.File, off, n int64) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		if unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER) == nil {
+			_ = unix.Fadvise(int(fd), off, n, unix.FADV_DONTNEED)
+		}
+	})
+}

@@ -140,6 +140,7 @@ type writer struct {
 	digester  digest.Digester
 	offset    int64
 	flushed   int64 // writeback was started up to here (see startWriteback)
+	dropped   int64 // the pages up to here were written back and dropped (see dropWritten)
 	total     int64
 	expected  digest.Digest
 	startedAt time.Time
@@ -175,7 +176,7 @@ func (w *writer) open(ctx context.Context) error {
 		fp.Close()
 		return fmt.Errorf("ingest %q: rehash: %w", w.ref, err)
 	}
-	w.fp, w.offset, w.flushed = fp, n, n
+	w.fp, w.offset, w.flushed, w.dropped = fp, n, n, n
 	return nil
 }
 
@@ -221,6 +222,12 @@ func (w *writer) Write(p []byte) (int, error) {
 	if w.offset-w.flushed >= writeBehind {
 		startWriteback(w.fp, w.flushed, w.offset-w.flushed)
 		w.flushed = w.offset
+		// Two chunks behind, the writeback has had time to run: wait
+		// for what is left of it and drop those pages.
+		if end := w.flushed - 2*writeBehind; end > w.dropped {
+			dropWritten(w.fp, w.dropped, end-w.dropped)
+			w.dropped = end
+		}
 	}
 	if err != nil {
 		return n, fmt.Errorf("ingest %q: %w", w.ref, err)
@@ -270,7 +277,7 @@ func (w *writer) Truncate(size int64) error {
 		return fmt.Errorf("ingest %q: %w", w.ref, err)
 	}
 	w.digester = w.algorithm().Digester()
-	w.offset, w.flushed = 0, 0
+	w.offset, w.flushed, w.dropped = 0, 0, 0
 	w.updatedAt = time.Now()
 	return nil
 }
