@@ -22,13 +22,16 @@ import (
 // checks the mounts). A pod sharing its PID namespace still has a pause,
 // its PID 1.
 func TestPodWithoutPause(t *testing.T) {
+	// A cgroup parent, as kubelet's: the pod's stats are its cgroup's.
+	// Removed after the node's cleanup (cleanups run last first), once
+	// the pods' cgroups under it are gone.
+	parent := fmt.Sprintf("/cri-runtime-test-nopause-%d", os.Getpid())
+	t.Cleanup(func() { removeCgroup(t, parent) })
 	n := crinode.New(t, "")
 	ctx := context.Background()
 	pc := n.PodConfig("nopause")
 	pc.Linux.Sysctls = map[string]string{"kernel.shmmax": "1000000", "net.core.somaxconn": "1234"}
-	// A cgroup parent, as kubelet's: the pod's stats are its cgroup's.
-	pc.Linux.CgroupParent = fmt.Sprintf("/cri-runtime-test-nopause-%d", os.Getpid())
-	t.Cleanup(func() { removeCgroup(pc.Linux.CgroupParent) })
+	pc.Linux.CgroupParent = parent
 	podID, err := n.RT.RunPodSandbox(ctx, pc, "")
 	if err != nil {
 		t.Fatal(err)
@@ -194,10 +197,12 @@ func podMetricNames(t *testing.T, n *crinode.Node, id string) map[string]bool {
 
 // removeCgroup removes the cgroup parent dir in every hierarchy (the
 // runtime removes the containers' own, not their parent's).
-func removeCgroup(parent string) {
+func removeCgroup(t *testing.T, parent string) {
 	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + parent)
 	unified, _ := filepath.Glob("/sys/fs/cgroup/unified" + parent)
 	for _, d := range append(dirs, unified...) {
-		_ = os.Remove(d)
+		if err := os.Remove(d); err != nil && !os.IsNotExist(err) {
+			t.Errorf("pod cgroup parent left: %v", err)
+		}
 	}
 }
