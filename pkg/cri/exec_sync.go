@@ -70,14 +70,26 @@ func runExec(ctx context.Context, t *task.Task, proc *specs.Process, io task.IO)
 	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), execReap)
-		defer cancel()
 		// Killed, waited for, then deleted: a delete is refused while the
 		// process runs, and would leave its FIFOs behind.
 		// One never started (FailedPrecondition) has no exit to wait for.
-		if err := p.Kill(rctx, syscall.SIGKILL); err == nil || !errdefs.IsFailedPrecondition(err) {
-			_, _ = p.Wait(rctx)
+		killed := p.Kill(rctx, syscall.SIGKILL)
+		reap := func() {
+			defer cancel()
+			if killed == nil || !errdefs.IsFailedPrecondition(killed) {
+				_, _ = p.Wait(rctx)
+			}
+			_, _ = p.Delete(rctx)
 		}
-		_, _ = p.Delete(rctx)
+		if ctx.Err() == nil {
+			reap()
+			return
+		}
+		// At the deadline the call returns once the process is killed:
+		// its exit waits for its output, which a child it left behind
+		// may hold open for up to the shim's drain bound, and under
+		// load that wait went past the caller's deadline by seconds.
+		go reap()
 	}()
 	if _, err := p.Start(ctx); err != nil {
 		return 0, fmt.Errorf("container %s: exec: %w", t.ID(), err)

@@ -216,7 +216,9 @@ func TestExecSyncTimeouts(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("%d ExecSync with a 1 s timeout, %d at a time: %v; slowest call %v", calls, parallel, time.Since(start), slowest)
-	if slowest > 5*time.Second {
+	// The call returns once the exec is killed at its deadline; its
+	// reap goes on behind it.
+	if slowest > 3*time.Second {
 		t.Errorf("an ExecSync with a 1 s timeout took %v", slowest)
 	}
 	// The killed exec processes are gone from the container.
