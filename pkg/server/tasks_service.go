@@ -353,6 +353,15 @@ func (s *tasksService) Delete(ctx context.Context, req *api.DeleteRequest) (*api
 	if err != nil {
 		return nil, err
 	}
+	if execID == "" {
+		// The exit is in the record when the call returns, as a client
+		// that reads the container next expects; the exit event writes
+		// it too, later, and idempotently.
+		err := statusWriter{s.containers.db}.update(ctx, id, func(st *meta.Status) bool { return exited(st, e) })
+		if err != nil && !errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("container %q: status: %w", id, err)
+		}
+	}
 	s.relays.drop(relayKey{ns, id, execID})
 	return &api.DeleteResponse{Exit: exitToProto(&e)}, nil
 }
