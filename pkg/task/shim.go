@@ -193,7 +193,8 @@ func (sh *shim) spawn(ctx context.Context) error {
 	cmd.Stderr = logf
 	cmd.ExtraFiles = []*os.File{readyW}
 	// Its own session: the shim outlives the daemon and its terminal.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	pidfd := -1
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, PidFD: &pidfd}
 	err = cmd.Start()
 	readyW.Close()
 	if err != nil {
@@ -202,7 +203,7 @@ func (sh *shim) spawn(ctx context.Context) error {
 	// Reap it should it exit while the daemon runs; if the daemon dies
 	// first, init (or the daemon's own reaper) inherits it. Not owned by
 	// the Manager: the shim outlives Close.
-	go func() { _ = cmd.Wait() }()
+	reapShim(cmd, pidfd)
 
 	line := make(chan string, 1)
 	go func() {

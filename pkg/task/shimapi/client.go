@@ -1,7 +1,6 @@
 package shimapi
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -60,11 +59,10 @@ func (c *Client) Close() error {
 }
 
 func (c *Client) readLoop() {
-	r := bufio.NewReaderSize(c.conn, 4096)
 	var err error
 	for {
 		var f *frame
-		if f, err = readFrame(r); err != nil {
+		if f, err = readFrame(c.conn); err != nil {
 			break
 		}
 		c.mu.Lock()

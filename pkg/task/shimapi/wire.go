@@ -1,13 +1,13 @@
 package shimapi
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
@@ -27,13 +27,16 @@ type frame struct {
 	Error  *wireError      `json:"error,omitempty"`
 }
 
+// frameWriter writes whole frames, one at a time, with no buffer of its
+// own: a connection is idle most of its life, and a buffer per connection
+// (4 KiB) was held for all of it.
 type frameWriter struct {
 	mu sync.Mutex // guards w
-	w  *bufio.Writer
+	w  io.Writer
 }
 
 func newFrameWriter(w io.Writer) *frameWriter {
-	return &frameWriter{w: bufio.NewWriterSize(w, 4096)}
+	return &frameWriter{w: w}
 }
 
 func (fw *frameWriter) write(f *frame) error {
@@ -44,20 +47,19 @@ func (fw *frameWriter) write(f *frame) error {
 	if len(b) > MaxFrame {
 		return fmt.Errorf("frame of %d bytes, more than %d: %w", len(b), MaxFrame, errdefs.ErrResourceExhausted)
 	}
-	var h [4]byte
-	binary.BigEndian.PutUint32(h[:], uint32(len(b)))
+	h := binary.BigEndian.AppendUint32(make([]byte, 0, 4), uint32(len(b)))
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
-	if _, err := fw.w.Write(h[:]); err != nil {
-		return err
-	}
-	if _, err := fw.w.Write(b); err != nil {
-		return err
-	}
-	return fw.w.Flush()
+	// One writev on a socket.
+	bufs := net.Buffers{h, b}
+	_, err = bufs.WriteTo(fw.w)
+	return err
 }
 
-func readFrame(r *bufio.Reader) (*frame, error) {
+// readFrame reads one frame from r. The client reads its connection
+// directly (two reads a frame, no buffer held while it waits), the server
+// through a bufio.Reader.
+func readFrame(r io.Reader) (*frame, error) {
 	var h [4]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -161,5 +162,38 @@ func TestSocketPathLength(t *testing.T) {
 	}
 	if err := CheckStateDir("/run/cri-runtime/tasks"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIdleClientHoldsNoBuffer: the daemon holds a connection to every
+// shim, idle most of the time; it must not keep a read or write buffer
+// for it (bufio's 4 KiB each were 8 KiB per pod).
+func TestIdleClientHoldsNoBuffer(t *testing.T) {
+	const n = 64
+	var conns []net.Conn
+	for range n {
+		a, b := net.Pipe()
+		conns = append(conns, a)
+		t.Cleanup(func() { b.Close() })
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	clients := make([]*Client, 0, n)
+	for _, conn := range conns {
+		clients = append(clients, NewClient(conn))
+	}
+	time.Sleep(50 * time.Millisecond) // the read loops wait in Read
+	per := (int64(heap()) - int64(before)) / n
+	t.Logf("%d bytes of heap per idle client", per)
+	if per > 2048 {
+		t.Errorf("an idle client holds %d bytes of heap, want at most 2 KiB", per)
+	}
+	for _, c := range clients {
+		c.Close()
 	}
 }
