@@ -11,10 +11,11 @@ import (
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
-	"k8s.io/klog/v2"
 
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
+	"github.com/cri-runtime/cri-runtime/pkg/namespaces"
 	"github.com/cri-runtime/cri-runtime/pkg/task"
+	"github.com/cri-runtime/cri-runtime/pkg/task/shimapi"
 )
 
 // Attach: the daemon holds each container's stdio from its create to its
@@ -90,39 +91,39 @@ func (cio *containerIO) finish() {
 func (s *Service) createTask(ctx context.Context, group string, cfg *runtime.ContainerConfig, opts task.CreateOpts) (*task.Task, error) {
 	cio := newContainerIO(opts.ID, cfg)
 	opts.IO = cio.taskIO(opts.IO)
+	// Held before the task exists, so that no exit of it goes unseen.
+	s.stream.hold(cio)
 	t, err := s.tasks.Create(ctx, group, opts)
 	if err != nil {
-		cio.finish()
+		s.stream.release(opts.ID)
 		return nil, err
 	}
-	s.stream.hold(cio, t)
 	return t, nil
 }
 
-// hold keeps cio until its task exits, or until close.
-func (st *streamServer) hold(cio *containerIO, t *task.Task) {
+// hold keeps cio until its task exits (Service.TaskEvent), or until
+// close. No call waits for the exit: a pending Wait per container held a
+// goroutine in the daemon and another in its shim for the container's
+// whole life.
+func (st *streamServer) hold(cio *containerIO) {
 	st.mu.Lock()
+	defer st.mu.Unlock()
 	if st.closed {
-		st.mu.Unlock()
 		cio.finish()
 		return
 	}
 	st.ios[cio.id] = cio
-	st.calls.Add(1)
+}
+
+// release ends the hold of container id's stdio, if held.
+func (st *streamServer) release(id string) {
+	st.mu.Lock()
+	cio := st.ios[id]
+	delete(st.ios, id)
 	st.mu.Unlock()
-	go func() {
-		defer st.calls.Done()
-		_, err := t.Wait(st.ctx)
-		if err != nil && st.ctx.Err() == nil {
-			klog.FromContext(st.ctx).V(2).Info("Stop holding the stdio of a container", "container", cio.id, "err", err)
-		}
-		st.mu.Lock()
-		if st.ios[cio.id] == cio {
-			delete(st.ios, cio.id)
-		}
-		st.mu.Unlock()
+	if cio != nil {
 		cio.finish()
-	}()
+	}
 }
 
 // containerIO returns the stdio of the container id, FailedPrecondition
@@ -437,5 +438,17 @@ func (s *subscriber) run() {
 			s.mu.Unlock()
 			return
 		}
+	}
+}
+
+// TaskEvent is told of every task event, in order for each shim (the task
+// Manager's OnEvent, which drops none and may replay one): the exit of a
+// container's init ends the hold of its stdio.
+func (s *Service) TaskEvent(ev task.Event) {
+	if ev.Namespace != namespaces.K8s || ev.ExecID != "" {
+		return
+	}
+	if ev.Topic == shimapi.TopicExit || ev.Topic == shimapi.TopicDelete {
+		s.stream.release(ev.ID)
 	}
 }

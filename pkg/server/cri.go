@@ -34,6 +34,9 @@ func (s *Server) newCRI(ctx context.Context, gm *grpcMetrics) error {
 	if err != nil {
 		return err
 	}
+	// Set once the CRI service exists: the task Manager's events start
+	// with the daemon.
+	s.criEvents.Store(s.cri)
 	// The CRI's codec writes the lists from the encoding of their items,
 	// kept with them (pkg/cri/list_wire.go).
 	s.criGRPC = grpc.NewServer(append(serverOptions(gm, withK8sNamespace), grpc.ForceServerCodecV2(s.cri.Codec()))...)

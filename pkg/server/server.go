@@ -50,7 +50,8 @@ type Server struct {
 	grpc        *grpc.Server
 	grpcL       net.Listener
 	cri         *cri.Service
-	criGRPC     *grpc.Server // nil when no CRI socket is configured
+	criEvents   atomic.Pointer[cri.Service] // s.cri, for the task Manager's events
+	criGRPC     *grpc.Server                // nil when no CRI socket is configured
 	criL        net.Listener
 	metricsHTTP *http.Server
 	metricsL    net.Listener // nil when metrics are disabled

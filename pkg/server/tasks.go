@@ -85,9 +85,15 @@ func (s *Server) newTaskManager(ctx context.Context) error {
 		return err
 	}
 	m, err := task.NewManager(task.Config{
-		StateDir:     filepath.Join(s.cfg.State, "tasks"),
-		ShimBinary:   s.cfg.ShimBinary,
-		OnEvent:      func(ctx context.Context, ev task.Event) { w.onEvent(ctx, ev); metrics.onEvent(ev) },
+		StateDir:   filepath.Join(s.cfg.State, "tasks"),
+		ShimBinary: s.cfg.ShimBinary,
+		OnEvent: func(ctx context.Context, ev task.Event) {
+			w.onEvent(ctx, ev)
+			metrics.onEvent(ev)
+			if c := s.criEvents.Load(); c != nil {
+				c.TaskEvent(ev)
+			}
+		},
 		Publisher:    s.exchange,
 		ObserveStart: metrics.observeStart,
 	})
