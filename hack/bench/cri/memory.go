@@ -14,9 +14,13 @@ import (
 )
 
 var (
-	memPods  = flag.Int("mem-pods", 50, "pods running for the memory figures (0: none taken)")
-	procsFor runtimeFlags
-	daemons  runtimeFlags
+	memPods = flag.Int("mem-pods", 50, "pods running for the memory figures (0: none taken)")
+	// A Go daemon returns the garbage of the warm-up's pull only after a
+	// GC and its scavenger's pace: 2 s after it, the idle figure was at
+	// times above the loaded one.
+	memSettle = flag.Duration("mem-settle", 10*time.Second, "pause before each memory figure")
+	procsFor  runtimeFlags
+	daemons   runtimeFlags
 )
 
 func init() {
@@ -106,14 +110,14 @@ func memoryPhase(ctx context.Context, rts []*runtimeUnderTest) (map[string]memFi
 		if rt.procsFile == "" || rt.daemonPID == 0 || *memPods == 0 {
 			continue
 		}
-		time.Sleep(*settle)
+		time.Sleep(*memSettle)
 		idle, err := rt.measureMemory()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", rt.name, err)
 		}
 		pods, err := rt.startMany(ctx, "mem", *memPods)
 		if err == nil {
-			time.Sleep(*settle)
+			time.Sleep(*memSettle)
 			var loaded memory
 			if loaded, err = rt.measureMemory(); err == nil {
 				out[rt.name] = memFigures{idle: idle, loaded: loaded, pods: len(pods)}
