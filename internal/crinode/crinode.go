@@ -440,3 +440,44 @@ func CheckCgroups(t *testing.T, ids []string) {
 		}
 	}
 }
+
+// CgroupParent returns a cgroup parent of t's own, as kubelet gives each
+// pod one, and removes it from every hierarchy when t ends. Call it
+// before New: cleanups run last first, and the node's must have removed
+// the pods' cgroups under it. One that cannot be removed fails t.
+func CgroupParent(t *testing.T, name string) string {
+	t.Helper()
+	parent := fmt.Sprintf("/cri-runtime-test-%s-%d", name, os.Getpid())
+	t.Cleanup(func() {
+		for _, d := range cgroupDirs(parent) {
+			if err := os.Remove(d); err != nil && !os.IsNotExist(err) {
+				t.Errorf("cgroup parent left: %v", err)
+			}
+		}
+	})
+	return parent
+}
+
+// CheckCgroupParent fails t if any cgroup is left under parent, in any v1
+// hierarchy or in the unified one: what CheckCgroups cannot see, the
+// cgroups of containers no call reported.
+func CheckCgroupParent(t *testing.T, parent string) {
+	t.Helper()
+	for _, d := range cgroupDirs(parent) {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if e.IsDir() {
+				t.Errorf("cgroup %s left", filepath.Join(d, e.Name()))
+			}
+		}
+	}
+}
+
+// cgroupDirs are the directories of the cgroup path p in every hierarchy.
+func cgroupDirs(p string) []string {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + p) // v1, and unified/ on a hybrid host
+	if _, err := os.Stat("/sys/fs/cgroup" + p); err == nil {
+		dirs = append(dirs, "/sys/fs/cgroup"+p) // v2 only
+	}
+	return dirs
+}

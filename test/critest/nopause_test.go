@@ -25,8 +25,7 @@ func TestPodWithoutPause(t *testing.T) {
 	// A cgroup parent, as kubelet's: the pod's stats are its cgroup's.
 	// Removed after the node's cleanup (cleanups run last first), once
 	// the pods' cgroups under it are gone.
-	parent := fmt.Sprintf("/cri-runtime-test-nopause-%d", os.Getpid())
-	t.Cleanup(func() { removeCgroup(t, parent) })
+	parent := crinode.CgroupParent(t, "nopause")
 	n := crinode.New(t, "")
 	ctx := context.Background()
 	pc := n.PodConfig("nopause")
@@ -193,16 +192,4 @@ func podMetricNames(t *testing.T, n *crinode.Node, id string) map[string]bool {
 		}
 	}
 	return out
-}
-
-// removeCgroup removes the cgroup parent dir in every hierarchy (the
-// runtime removes the containers' own, not their parent's).
-func removeCgroup(t *testing.T, parent string) {
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + parent)
-	unified, _ := filepath.Glob("/sys/fs/cgroup/unified" + parent)
-	for _, d := range append(dirs, unified...) {
-		if err := os.Remove(d); err != nil && !os.IsNotExist(err) {
-			t.Errorf("pod cgroup parent left: %v", err)
-		}
-	}
 }

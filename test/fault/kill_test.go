@@ -53,12 +53,15 @@ func TestKillUnderLoad(t *testing.T) {
 	if testing.Short() {
 		clients = 10
 	}
+	// The pods' own cgroup parent: a cgroup of a container no call
+	// reported (a create cut by a kill) is found under it.
+	parent := crinode.CgroupParent(t, "kill")
 	n := crinode.New(t, "")
 	ctx := context.Background()
 	if _, err := n.Img.PullImage(ctx, &runtime.ImageSpec{Image: n.Busybox}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	l := &ledger{pods: map[string]bool{}, ctrs: map[string]bool{}}
+	l := &ledger{pods: map[string]bool{}, ctrs: map[string]bool{}, cgroupParent: parent}
 	l.lastKill.Store(time.Now().UnixNano()) // the bound of the first retries
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -107,6 +110,7 @@ func TestKillUnderLoad(t *testing.T) {
 	n.Stop()
 	checkLeftovers(t, n.Root())
 	crinode.CheckCgroups(t, l.all)
+	crinode.CheckCgroupParent(t, parent)
 }
 
 // ledger is what the daemon reported: pods and containers made and not
@@ -116,6 +120,7 @@ type ledger struct {
 	pods, ctrs         map[string]bool
 	podsMade, ctrsMade int
 	all                []string // every ID ever reported made
+	cgroupParent       string   // of every pod
 	// lastKill is when the daemon was last killed (Unix nanoseconds):
 	// retries go on, as kubelet's do, until 2 minutes after it.
 	lastKill atomic.Int64
@@ -177,6 +182,7 @@ func keys(m map[string]bool) []string {
 func podRound(n *crinode.Node, l *ledger, name string) error {
 	ctx := context.Background()
 	pc := n.PodConfig(name)
+	pc.Linux.CgroupParent = l.cgroupParent
 	var podID string
 	if err := l.retry(func() (err error) {
 		podID, err = n.Runtime().RunPodSandbox(ctx, pc, "")

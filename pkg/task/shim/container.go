@@ -201,10 +201,21 @@ func (c *container) runtimeCreate(ctx context.Context, pio *procIO) error {
 		opts.ConsoleSocket = pio.console
 	}
 	mark := c.log.mark()
-	err := c.rt.Create(ctx, c.id, c.bundle, opts)
+	// The runtime runs to its end even if the caller gives up (or its
+	// daemon dies): killed half-way, runc leaves the cgroups it made and
+	// no state to delete them by. A create whose caller is gone is then
+	// undone whole.
+	rctx, cancel := runtimeContext(ctx)
+	err := c.rt.Create(rctx, c.id, c.bundle, opts)
+	cancel()
 	var pid int
 	if err == nil {
 		pid, err = runc.ReadPidFile(p.pidFile())
+	}
+	if err == nil && ctx.Err() != nil {
+		c.s.abandon(sub)
+		c.forceDelete()
+		return fmt.Errorf("container %q: create: %w", c.id, ctx.Err())
 	}
 	if err != nil {
 		c.s.abandon(sub)

@@ -68,7 +68,7 @@ func runtimeError(op, id string, err error, logged string) error {
 const runtimeCallBound = 2 * time.Minute
 
 // runtimeContext is the context of a runtime call that starts a process
-// (start, exec): ctx's values, not its cancellation. A runtime killed
+// (create, start, exec): ctx's values, not its cancellation. A runtime killed
 // half-way because its caller gave up (an ExecSync timeout on a loaded
 // machine) can leave the process running with nothing tracking it; run
 // to its end, the process is known, and the caller's kill reaches it.
