@@ -108,7 +108,7 @@ func (s *Service) createContainer(ctx context.Context, name string, pod podRecor
 	}
 	undo.Add("remove the rootfs", func(ctx context.Context) error { return sn.Remove(ctx, id) })
 	var users *spec.UserDB
-	if err := mount.WithTempMount(ctx, readOnly(mounts), func(root string) error {
+	if err := mount.WithTempMountIn(ctx, s.tempMounts, readOnly(mounts), func(root string) error {
 		users, err = spec.ReadUserDB(root)
 		return err
 	}); err != nil {

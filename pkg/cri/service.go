@@ -52,18 +52,19 @@ type Service struct {
 	runtime.UnimplementedRuntimeServiceServer
 	runtime.UnimplementedImageServiceServer
 
-	cfg       Config
-	db        *meta.DB
-	images    *imageservice.Service
-	tasks     *task.Manager
-	sandboxes *sandbox.Manager
-	network   *cni.Network
-	exchange  *events.Exchange
-	host      spec.Host
-	metrics   *metrics
-	root      string // the daemon's root: the image filesystem
-	stateDir  string // the CRI's state: image volume mounts
-	features  map[string]handlerFeatures
+	cfg        Config
+	db         *meta.DB
+	images     *imageservice.Service
+	tasks      *task.Manager
+	sandboxes  *sandbox.Manager
+	network    *cni.Network
+	exchange   *events.Exchange
+	host       spec.Host
+	metrics    *metrics
+	root       string // the daemon's root: the image filesystem
+	stateDir   string // the CRI's state: image volume mounts
+	tempMounts string // see Deps.TempMounts
+	features   map[string]handlerFeatures
 
 	// pods and containers make creates idempotent under kubelet's retries.
 	pods       *sandbox.Creates[string]
@@ -96,6 +97,9 @@ type Deps struct {
 	// StateDir is the CRI's directory of state that does not outlive a
 	// reboot (image volume mounts).
 	StateDir string
+	// TempMounts is where temporary mounts (an image's user database)
+	// go: a directory the daemon cleans at start. Empty: os.TempDir().
+	TempMounts string
 	// Registerer takes the CRI's metrics; nil registers none.
 	Registerer prometheus.Registerer
 }
@@ -115,7 +119,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, db: deps.DB, images: deps.Images, tasks: deps.Tasks, sandboxes: deps.Sandboxes,
-		network: deps.Sandboxes.Network(), exchange: deps.Exchange, host: host, metrics: m, root: deps.Root, stateDir: deps.StateDir,
+		network: deps.Sandboxes.Network(), exchange: deps.Exchange, host: host, metrics: m, root: deps.Root, stateDir: deps.StateDir, tempMounts: deps.TempMounts,
 	}
 	s.features = detectFeatures(ctx, cfg, host.Kernel.Major > 5 || (host.Kernel.Major == 5 && host.Kernel.Minor >= 12))
 	s.stream = newStreamServer(s, cfg)

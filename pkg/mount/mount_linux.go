@@ -55,6 +55,34 @@ func UnmountAll(target string) error {
 	return unmountAll(context.Background(), target)
 }
 
+// CleanupTempMounts unmounts and removes every temporary mount point a
+// previous process left in dir (WithTempMountIn's tempRoot). The daemon
+// makes its temporary mounts in a directory of its state and calls this
+// at start: a mount of a daemon killed while it held one would otherwise
+// stay on the host for good. A directory whose unmount fails is kept,
+// never removed with what is mounted on it.
+func CleanupTempMounts(ctx context.Context, dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("temporary mounts: %w", err)
+	}
+	var errs []error
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if err := unmountAll(ctx, p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := os.Remove(p); err != nil {
+			errs = append(errs, fmt.Errorf("temporary mount point: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // WithTempMount mounts mounts on a fresh directory under os.TempDir(),
 // calls fn with its path and always unmounts and removes it afterwards.
 func WithTempMount(ctx context.Context, mounts []Mount, fn func(root string) error) error {

@@ -145,6 +145,47 @@ func TestWithTempMountCleansUp(t *testing.T) {
 	}
 }
 
+// What a killed process left in its temporary mount directory, mounted
+// (twice over) or not, is unmounted and removed; the files under a mount
+// are not touched.
+func TestCleanupTempMounts(t *testing.T) {
+	needRoot(t)
+	src, tmp := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "kept"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bind := Mount{Type: "bind", Source: src, Options: []string{"rbind", "rw"}}
+	for _, name := range []string{"cri-runtime-mount-1", "cri-runtime-mount-2", "empty"} {
+		dir := filepath.Join(tmp, name)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if name == "empty" {
+			continue
+		}
+		if err := MountAll([]Mount{bind}, dir); err != nil {
+			t.Fatal(err)
+		}
+		if name == "cri-runtime-mount-2" {
+			if err := MountAll([]Mount{bind}, dir); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := CleanupTempMounts(context.Background(), tmp); err != nil {
+		t.Fatal(err)
+	}
+	if ents, err := os.ReadDir(tmp); err != nil || len(ents) != 0 {
+		t.Fatalf("left in the directory: %v, %v", ents, err)
+	}
+	if _, err := os.Stat(filepath.Join(src, "kept")); err != nil {
+		t.Fatalf("a mounted file: %v", err)
+	}
+	if err := CleanupTempMounts(context.Background(), filepath.Join(tmp, "none")); err != nil {
+		t.Fatalf("no directory: %v", err)
+	}
+}
+
 // TestOverlayLongLowerdir guards the relative-path mount: 150 layers whose
 // absolute paths do not fit in one page.
 func TestOverlayLongLowerdir(t *testing.T) {

@@ -50,6 +50,7 @@ type containersService struct {
 	relays      *relays // those of a task its shim lost go with the container
 	snapshotter string  // the default one
 	logDir      string  // <root>/logs
+	tempMounts  string  // <state>/tmpmounts
 	host        hostInfo
 }
 
@@ -58,7 +59,7 @@ type containersService struct {
 func (s *Server) newContainersService(locks *keyLocks, rs *relays) *containersService {
 	return &containersService{
 		store: s.db.Containers(), db: s.db, images: s.images, tasks: s.tasks, locks: locks, relays: rs,
-		snapshotter: s.snapshotter, logDir: filepath.Join(s.cfg.Root, "logs"),
+		snapshotter: s.snapshotter, logDir: filepath.Join(s.cfg.Root, "logs"), tempMounts: s.tempMounts(),
 	}
 }
 

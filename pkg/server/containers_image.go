@@ -264,7 +264,7 @@ func (s *containersService) buildSpec(ctx context.Context, ns, id string, img *o
 		return nil, err
 	}
 	var users *spec.UserDB
-	if err := mount.WithTempMount(ctx, rootfs, func(root string) error {
+	if err := mount.WithTempMountIn(ctx, s.tempMounts, rootfs, func(root string) error {
 		users, err = spec.ReadUserDB(root)
 		return err
 	}); err != nil {

@@ -29,7 +29,7 @@ func (s *Server) newCRI(ctx context.Context, gm *grpcMetrics) error {
 	}
 	s.cri, err = cri.New(ctx, s.cfg.CRI, cri.Deps{
 		DB: s.db, Images: s.images, Tasks: s.tasks, Sandboxes: sandboxes, Exchange: s.exchange,
-		Root: s.cfg.Root, StateDir: filepath.Join(s.cfg.State, "cri"), Registerer: s.registry,
+		Root: s.cfg.Root, StateDir: filepath.Join(s.cfg.State, "cri"), TempMounts: s.tempMounts(), Registerer: s.registry,
 	})
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/events"
 	imageservice "github.com/cri-runtime/cri-runtime/pkg/image/service"
 	"github.com/cri-runtime/cri-runtime/pkg/meta"
+	"github.com/cri-runtime/cri-runtime/pkg/mount"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot/native"
 	"github.com/cri-runtime/cri-runtime/pkg/snapshot/overlay"
@@ -90,6 +91,14 @@ func New(ctx context.Context, cfg Config) (_ *Server, retErr error) {
 	// on them is refused before it can damage the first.
 	if err := s.claimDirs(logger); err != nil {
 		return nil, err
+	}
+	// Temporary mounts (an image's user database, an unpack) go in a
+	// directory of the state; what a killed daemon left there goes now.
+	if err := mount.CleanupTempMounts(ctx, s.tempMounts()); err != nil {
+		logger.Error(err, "Clean the temporary mounts of a previous daemon")
+	}
+	if err := os.MkdirAll(s.tempMounts(), 0o700); err != nil {
+		return nil, fmt.Errorf("create directory %q: %w", s.tempMounts(), err)
 	}
 	for _, dir := range []string{filepath.Join(cfg.Root, "content"), filepath.Join(cfg.Root, "snapshots")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -220,12 +229,15 @@ func (s *Server) openSnapshotters(ctx context.Context) error {
 	return nil
 }
 
+// tempMounts is the directory of the daemon's temporary mounts.
+func (s *Server) tempMounts() string { return filepath.Join(s.cfg.State, "tmpmounts") }
+
 // newImageService builds the image service of cfg.Image, unpacking into
 // the default snapshotter (after the overlayfs fallback).
 func (s *Server) newImageService() (*imageservice.Service, error) {
 	cfg := s.cfg.Image
 	cfg.Snapshotter = s.snapshotter
-	svc, err := imageservice.New(s.db, cfg, imageservice.WithRegisterer(s.registry))
+	svc, err := imageservice.New(s.db, cfg, imageservice.WithRegisterer(s.registry), imageservice.WithTempMounts(s.tempMounts()))
 	if err != nil {
 		return nil, fmt.Errorf("image service: %w", err)
 	}

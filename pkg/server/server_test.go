@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/cri-runtime/cri-runtime/pkg/client"
 	"github.com/cri-runtime/cri-runtime/pkg/content"
@@ -95,6 +96,32 @@ func TestNotASocketIsRefused(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(cfg.GRPC.Address); string(b) != "precious" {
 		t.Fatal("the file was touched")
+	}
+}
+
+// A daemon killed while it held a temporary mount (an image's user
+// database read, an unpack) leaves it on the host: the next daemon on
+// the same state removes it at start.
+func TestStartRemovesTemporaryMountsOfAKilledDaemon(t *testing.T) {
+	cfg := servertest.Config(t)
+	left := filepath.Join(cfg.State, "tmpmounts", "cri-runtime-mount-123")
+	if err := os.MkdirAll(left, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", left, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(left, unix.MNT_DETACH) })
+	servertest.StartWith(t, cfg)
+	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("mount point left by a killed daemon after start: %v, want it removed", err)
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), " "+left+" ") {
+		t.Fatalf("%s still mounted", left)
 	}
 }
 

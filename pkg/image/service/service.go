@@ -46,8 +46,9 @@ type Service struct {
 	cfg      Config
 	cs       content.Store
 	sn       snapshot.Snapshotter
-	rebase   bool // sn applies layers independently (snapshot.CanRebase)
-	userXatt bool // overlay whiteouts as user.* xattrs (rootless)
+	rebase   bool   // sn applies layers independently (snapshot.CanRebase)
+	userXatt bool   // overlay whiteouts as user.* xattrs (rootless)
+	tmpMount string // where temporary mounts go ("" for os.TempDir())
 
 	ropts    remote.Options
 	resolver *remote.Resolver // for pulls without credentials; caches tokens
@@ -79,6 +80,12 @@ func WithPlainHTTP(fn func(host string) bool) Opt {
 // is to do so when the process runs in a user namespace.
 func WithUserXattr(on bool) Opt {
 	return func(s *Service) { s.userXatt = on }
+}
+
+// WithTempMounts makes the temporary mounts of an unpack in dir, which
+// the daemon cleans at start (mount.CleanupTempMounts).
+func WithTempMounts(dir string) Opt {
+	return func(s *Service) { s.tmpMount = dir }
 }
 
 // New returns the image service over db, unpacking into the snapshotter

@@ -406,7 +406,7 @@ func (j *unpackJob) applyOver(ctx context.Context, i int) error {
 	}
 	mounts, err := j.sn.Mounts(ctx, key)
 	if err == nil {
-		err = mount.WithTempMount(ctx, mounts, func(root string) error {
+		err = mount.WithTempMountIn(ctx, j.p.s.tmpMount, mounts, func(root string) error {
 			if err := j.applyBlob(ctx, i, root, false); err != nil {
 				return err
 			}
