@@ -33,7 +33,7 @@ fi
 # hybrid layout leaves hugetlb there; mounting its v1 hierarchy moves it off
 # cgroup2, which changes nothing for runc or systemd. Not kept over a reboot.
 unified=/sys/fs/cgroup/unified
-if [ -s "$unified/cgroup.controllers" ] && grep -qw hugetlb "$unified/cgroup.controllers" &&
+if [ -r "$unified/cgroup.controllers" ] && grep -qw hugetlb "$unified/cgroup.controllers" &&
 	! grep -q ' /sys/fs/cgroup/hugetlb cgroup .*hugetlb' /proc/mounts; then
 	mkdir -p /sys/fs/cgroup/hugetlb
 	mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
