@@ -129,7 +129,7 @@
 // # Files on disk
 //
 //	<state>/                               Config.StateDir (daemon: <state dir>/tasks)
-//	├── s/<24 hex>                         shim sockets: sha256(namespace/group), so
+//	├── s/<24 hex>                         shim sockets: FNV-128a(namespace/group), so
 //	│                                      that the path stays under 108 bytes
 //	├── fifo/<ns>-<id>-<exec>-<rand>/      the daemon's FIFOs: stdin, stdout, stderr
 //	└── <namespace>/<group>/               one shim's directory
