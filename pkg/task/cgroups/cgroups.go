@@ -2,9 +2,9 @@
 // hybrid hosts and reads what the runtime needs from cgroupfs: the OOM
 // kill counter (the shim, at exit), and for the daemon's stats and
 // metrics CPU, memory, pids, IO, huge pages, pressure and the configured
-// limits, and the processes of a cgroup with their open files. It writes
-// nothing: creating, limiting and removing cgroups is the OCI runtime's
-// work.
+// limits, and the processes of a cgroup with their open files. Creating
+// and limiting cgroups is the OCI runtime's work, and so is removing them;
+// Remove is the shim's fallback for what a runtime's delete left.
 //
 // It imports only the standard library and errdefs, so the shim can link it.
 package cgroups
@@ -33,6 +33,9 @@ type Cgroup struct {
 	// Dirs maps a v1 controller (memory, cpuacct, pids, blkio, ...) to
 	// its directory. Empty on a pure v2 host.
 	Dirs map[string]string
+
+	// roots are the hierarchies' mount points, which Remove never removes.
+	roots map[string]bool
 }
 
 // mountPoints reads the cgroup mounts: v1 controller → mount point, and
@@ -93,7 +96,13 @@ func unescapeMount(s string) string {
 
 // parse builds a Cgroup from /proc/<pid>/cgroup and the mount points.
 func parse(procCgroup io.Reader, v1Mounts map[string]string, unifiedMount string) (*Cgroup, error) {
-	cg := &Cgroup{Dirs: make(map[string]string)}
+	cg := &Cgroup{Dirs: make(map[string]string), roots: map[string]bool{}}
+	for _, m := range v1Mounts {
+		cg.roots[filepath.Clean(m)] = true
+	}
+	if unifiedMount != "" {
+		cg.roots[filepath.Clean(unifiedMount)] = true
+	}
 	s := bufio.NewScanner(procCgroup)
 	for s.Scan() {
 		// 4:memory:/kubepods/pod1/c1   or   0::/kubepods/pod1/c1

@@ -90,7 +90,7 @@ func countFDs(pid int) (fds, sockets uint64) {
 // hierarchy. The parent of a pod's pause container is the pod's cgroup
 // when the pod has a cgroup parent of its own.
 func (c *Cgroup) Parent() *Cgroup {
-	p := &Cgroup{V2: c.V2, Dirs: make(map[string]string, len(c.Dirs))}
+	p := &Cgroup{V2: c.V2, Dirs: make(map[string]string, len(c.Dirs)), roots: c.roots}
 	if c.Unified != "" {
 		p.Unified = filepath.Dir(c.Unified)
 	}

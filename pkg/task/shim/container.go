@@ -267,6 +267,40 @@ func (c *container) watchCgroup(pid int) {
 	c.mu.Unlock()
 }
 
+// runtimeStateExists says whether the runtime still has a state for the
+// container (its directory under the runtime's root).
+func (c *container) runtimeStateExists() bool {
+	_, err := os.Stat(filepath.Join(c.bundle, shimapi.RuntimeRoot, c.id))
+	return !errors.Is(err, os.ErrNotExist)
+}
+
+// cgroupRemoveBound bounds how long a delete waits for the processes of
+// a container's cgroup to leave it.
+const cgroupRemoveBound = 10 * time.Second
+
+// removeCgroup removes what the runtime's delete left of the container's
+// cgroup: runc removes its state even when its cgroup removal failed
+// (processes killed with the container still exiting on a busy host:
+// it retries for 150 ms), and the next delete then finds no container,
+// leaving an empty cgroup behind for good. The processes still in it are
+// killed when it is the container's own (named for it), as a forced
+// delete kills them; a cgroup named otherwise (a spec that put the
+// container in a cgroup it shares) is only removed once empty.
+func (c *container) removeCgroup(ctx context.Context) error {
+	c.mu.Lock()
+	cg := c.cg
+	c.mu.Unlock()
+	if cg == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, cgroupRemoveBound)
+	defer cancel()
+	if err := cg.Remove(ctx, cg.NamedFor(c.id)); err != nil {
+		return fmt.Errorf("container %q: %w", c.id, err)
+	}
+	return nil
+}
+
 // oomKilled says whether the OOM killer acted in the container's cgroup
 // since it was created. Read at the exit of init, before the cgroup goes.
 func (c *container) oomKilled() bool {

@@ -169,10 +169,16 @@ func (p *initProcess) destroy(ctx context.Context, force bool) error {
 	if p.checkpoint == "" || p.pid != 0 {
 		mark := p.c.log.mark()
 		if err := p.c.rt.Delete(ctx, p.c.id, &runc.DeleteOpts{Force: force}); err != nil {
-			if err := runtimeError("delete", p.c.id, err, p.c.log.lastError(mark)); !errdefs.IsNotFound(err) {
+			// A delete that failed but removed the runtime's state
+			// (runc's, when the cgroup would not go) is done: what is
+			// left is removeCgroup's.
+			if err := runtimeError("delete", p.c.id, err, p.c.log.lastError(mark)); !errdefs.IsNotFound(err) && p.c.runtimeStateExists() {
 				return err
 			}
 		}
+	}
+	if err := p.c.removeCgroup(ctx); err != nil {
+		return err
 	}
 	if p.exit == nil {
 		// Never started, killed by the forced delete: its exit is not
