@@ -9,10 +9,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -109,6 +111,10 @@ func New(t *testing.T, extra string, opts ...Opt) *Node {
 	n.Busybox = n.Registry + "/test/busybox:1"
 	cfg := n.Net.Config()
 	n.config = filepath.Join(n.Dir, "config.toml")
+	verbosity := 0 // CRI_RUNTIME_TEST_DAEMON_V: the daemons' log verbosity
+	if v, err := strconv.Atoi(os.Getenv("CRI_RUNTIME_TEST_DAEMON_V")); err == nil {
+		verbosity = v
+	}
 	body := fmt.Sprintf(`root = %q
 state = %q
 shim_binary = %q
@@ -116,6 +122,8 @@ shim_binary = %q
   address = %q
 [metrics]
   address = %q
+[log]
+  verbosity = %d
 [image]
   config_path = ""
 [cri]
@@ -127,7 +135,7 @@ shim_binary = %q
   netns_dir = %q
   cache_dir = %q
 %s`, n.root, filepath.Join(n.SockDir, "state"), filepath.Join(binDir, "cri-runtime-shim"),
-		filepath.Join(n.SockDir, "mgmt.sock"), n.Metrics, n.Socket(), n.Pause,
+		filepath.Join(n.SockDir, "mgmt.sock"), n.Metrics, verbosity, n.Socket(), n.Pause,
 		cfg.ConfDir, cfg.BinDirs[0], cfg.BinDirs[1], cfg.NetNSDir, cfg.CacheDir, extra)
 	if err := os.WriteFile(n.config, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -203,6 +211,18 @@ func (n *Node) Start() {
 	n.cmd = exec.Command(filepath.Join(binDir, "cri-runtime"), "serve", "--config", n.config)
 	n.stderr = &bytes.Buffer{}
 	n.cmd.Stderr = &lockedWriter{mu: &n.mu, w: n.stderr}
+	if f := os.Getenv("CRI_RUNTIME_TEST_DAEMON_LOG"); f != "" {
+		// Every daemon's log appended to a file: a test that restarts
+		// the daemon keeps only the last one's in memory.
+		lf, err := os.OpenFile(f, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			n.mu.Unlock()
+			n.T.Fatal(err)
+		}
+		fmt.Fprintf(lf, "==== daemon started %s\n", time.Now().Format(time.RFC3339Nano))
+		n.cmd.Stderr = io.MultiWriter(n.cmd.Stderr, lf)
+		n.T.Cleanup(func() { lf.Close() })
+	}
 	if err := n.cmd.Start(); err != nil {
 		n.mu.Unlock()
 		n.T.Fatal(err)
