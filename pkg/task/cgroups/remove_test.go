@@ -51,17 +51,23 @@ func TestRemoveWaitsForOrKillsItsProcesses(t *testing.T) {
 	for _, r := range rootsOf(self) {
 		dirs = append(dirs, filepath.Join(r, rel))
 	}
+	sleep := exec.Command("sleep", "1000")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- sleep.Wait() }()
 	t.Cleanup(func() {
+		_ = sleep.Process.Kill()
+		select {
+		case <-waited:
+		case <-time.After(5 * time.Second):
+		}
 		for _, d := range dirs {
 			os.Remove(filepath.Join(d, "child"))
 			os.Remove(d)
 		}
 	})
-	sleep := exec.Command("sleep", "1000")
-	if err := sleep.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sleep.Process.Kill()
 	for _, d := range dirs {
 		if err := os.MkdirAll(filepath.Join(d, "child"), 0o755); err != nil {
 			t.Fatal(err)
@@ -97,8 +103,14 @@ func TestRemoveWaitsForOrKillsItsProcesses(t *testing.T) {
 			t.Errorf("%s left: %v", d, err)
 		}
 	}
-	if err := sleep.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
-		t.Errorf("the process in the cgroup: %v, want killed", err)
+	select {
+	case err := <-waited:
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Errorf("the process in the cgroup: %v, want killed", err)
+		}
+		waited <- err // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Errorf("the process in the cgroup still runs")
 	}
 	if err := cg.Remove(ctx, true); err != nil {
 		t.Errorf("Remove of a removed cgroup: %v", err)
