@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -153,13 +154,33 @@ func (n *Node) Pid() int {
 }
 
 // freeAddr returns a loopback host:port free now.
+//
+// The port is below the kernel's ephemeral range: the daemon binds it
+// again at each restart, and a port of that range, free while the daemon
+// is down, can meanwhile become some connection's local port (a restart
+// of TestKillUnderLoad failed with "address already in use").
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				low = v
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	const first = 10000
+	if low <= first+1000 {
+		t.Fatalf("the ephemeral port range starts at %d: no room below it for the daemon's ports", low)
+	}
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", first+rand.IntN(low-first))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
 
 // Runtime returns the runtime client of the daemon running now.

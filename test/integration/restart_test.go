@@ -55,10 +55,16 @@ func TestKill9DaemonContainersKeepLogging(t *testing.T) {
 	for id, p := range logs {
 		counts[id] = logLines(t, p)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// A tick every 50 ms: 3 more lines each, within 5 s on a loaded host
+	// (the other suites run beside this one; 500 ms was once too short).
+	deadline := time.Now().Add(5 * time.Second)
 	for id, p := range logs {
-		if n := logLines(t, p); n < counts[id]+3 {
-			t.Errorf("%s: %d log lines when the daemon died, %d half a second later", id, counts[id], n)
+		n := logLines(t, p)
+		for ; n < counts[id]+3 && time.Now().Before(deadline); n = logLines(t, p) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if n < counts[id]+3 {
+			t.Errorf("%s: %d log lines when the daemon died, %d 5 s later", id, counts[id], n)
 		}
 	}
 	b, _ := os.ReadFile(logs["c0"])
