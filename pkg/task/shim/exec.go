@@ -82,6 +82,13 @@ func (s execCreated) start(ctx context.Context) error {
 	}
 	if s.e.exit == nil { // it may have exited already
 		s.e.st = execRunning(s)
+		if ctx.Err() != nil {
+			// The runtime ran to its end, but the caller gave up
+			// meanwhile and was told the start failed: the process
+			// must not run on unseen. Its exit is reaped as any other.
+			_ = syscall.Kill(s.e.pid, syscall.SIGKILL)
+			return fmt.Errorf("%s: start: %w", s.e.subject(), ctx.Err())
+		}
 	}
 	return nil
 }
