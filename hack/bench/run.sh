@@ -15,7 +15,8 @@
 #      run-to-exit, a restart with 100 running containers
 #      (hack/bench/tasks/run.sh);
 #   3. cold pull and unpack of realistic images, ~300 MB and ~1 GiB
-#      (hack/bench/pull/run.sh, MODES as there; default "external");
+#      (hack/bench/pull/run.sh, MODES as there; default "external durable",
+#      BENCH_PULL_REPS runs of each, default 5);
 #   4. the metadata store: GC pause and lock hold under load
 #      (go test -bench in pkg/meta).
 # BENCH_ONLY="cri tasks pull meta" runs a part; the report takes the
@@ -80,7 +81,7 @@ section cri "Pod start, teardown, lists, CPU and memory through the CRI" \
 	env BENCH_REPORT="$out/cri" hack/bench/cri/run.sh -rounds "${BENCH_ROUNDS:-3}"
 section tasks "Shims and tasks through the daemons" hack/bench/tasks/run.sh 10 30 100
 export BENCH_DIR=${BENCH_PULL_DIR:-hack/bench/pull/results} # its images, generated once
-section pull "Cold pull and unpack" env MODES="${MODES:-external}" hack/bench/pull/run.sh "${BENCH_PULL_REPS:-3}"
+section pull "Cold pull and unpack" env MODES="${MODES:-external durable}" hack/bench/pull/run.sh "${BENCH_PULL_REPS:-5}"
 section meta "Metadata store: GC pause and lock hold" \
 	bash -c "go test -run '^\$' -bench 'BenchmarkGC' -benchtime 200x ./pkg/meta/ && go test -run '^\$' -bench 'BenchmarkInterlock' -benchtime 3s ./pkg/meta/"
 echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)." >>"$out/report.md"
