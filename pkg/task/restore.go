@@ -3,6 +3,7 @@ package task
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 	"github.com/cri-runtime/cri-runtime/pkg/identifiers"
 	"github.com/cri-runtime/cri-runtime/pkg/mount"
+	"github.com/cri-runtime/cri-runtime/pkg/task/cgroups"
 	"github.com/cri-runtime/cri-runtime/pkg/task/shimapi"
 )
 
@@ -168,21 +170,60 @@ func dirs(entries []os.DirEntry) []os.DirEntry {
 }
 
 // cleanupBundle removes one container of a dead shim: the runtime kills
-// its processes and removes its state and cgroup, then the rootfs is
-// unmounted and the bundle removed.
+// its processes and removes its state and cgroup, what the runtime left
+// of the cgroup is removed as the shim's own delete does (see
+// cgroups.Remove), then the rootfs is unmounted and the bundle removed.
 func cleanupBundle(ctx context.Context, bundle, id string) error {
+	cg := bundleCgroup(bundle)
 	if b, err := os.ReadFile(filepath.Join(bundle, shimapi.RuntimeFile)); err == nil {
 		rt := &runc.Runc{Command: strings.TrimSpace(string(b)), Root: filepath.Join(bundle, shimapi.RuntimeRoot)}
-		if _, err := os.Stat(filepath.Join(bundle, shimapi.RuntimeRoot, id)); err == nil {
+		state := filepath.Join(bundle, shimapi.RuntimeRoot, id)
+		if _, err := os.Stat(state); err == nil {
+			// A delete that failed but removed the runtime's state (runc's,
+			// when the cgroup would not go) is done: the rest is below.
 			if err := rt.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil {
-				return fmt.Errorf("runtime delete: %w", err)
+				if _, serr := os.Stat(state); !os.IsNotExist(serr) {
+					return fmt.Errorf("runtime delete: %w", err)
+				}
 			}
+		}
+	}
+	if cg != nil {
+		rctx, cancel := context.WithTimeout(ctx, cgroups.RemoveBound)
+		err := cg.Remove(rctx, cg.NamedFor(id))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("container %q: %w", id, err)
 		}
 	}
 	if err := mount.UnmountAll(filepath.Join(bundle, shimapi.RootfsDir)); err != nil {
 		return fmt.Errorf("unmount rootfs: %w", err)
 	}
 	return os.RemoveAll(bundle)
+}
+
+// bundleCgroup is the cgroup the bundle's spec put its container in, nil
+// when the spec is unreadable or the path is not a cgroupfs one: a systemd
+// unit ("slice:prefix:name") has its cgroup removed by systemd once its
+// processes are gone.
+func bundleCgroup(bundle string) *cgroups.Cgroup {
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil
+	}
+	var spec struct {
+		Linux *struct {
+			CgroupsPath string `json:"cgroupsPath"`
+		} `json:"linux"`
+	}
+	if json.Unmarshal(b, &spec) != nil || spec.Linux == nil {
+		return nil
+	}
+	cg, err := cgroups.ForPath(spec.Linux.CgroupsPath)
+	if err != nil {
+		return nil
+	}
+	return cg
 }
 
 // killShimProcess kills the shim of sh if its pid file names a live shim

@@ -147,8 +147,8 @@ var mounts struct {
 	err     error
 }
 
-// Load finds the cgroup of process pid. A process that is gone is NotFound.
-func Load(pid int) (*Cgroup, error) {
+// loadMounts reads the cgroup mount points once per process.
+func loadMounts() (v1 map[string]string, unified string, err error) {
 	mounts.once.Do(func() {
 		mi, err := os.ReadFile("/proc/self/mountinfo")
 		if err == nil {
@@ -157,9 +157,17 @@ func Load(pid int) (*Cgroup, error) {
 		mounts.err = err
 	})
 	if mounts.err != nil {
-		return nil, fmt.Errorf("cgroup mounts: %w", mounts.err)
+		return nil, "", fmt.Errorf("cgroup mounts: %w", mounts.err)
 	}
-	v1, unified := mounts.v1, mounts.unified
+	return mounts.v1, mounts.unified, nil
+}
+
+// Load finds the cgroup of process pid. A process that is gone is NotFound.
+func Load(pid int) (*Cgroup, error) {
+	v1, unified, err := loadMounts()
+	if err != nil {
+		return nil, err
+	}
 	pc, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		if os.IsNotExist(err) || os.IsPermission(err) {
@@ -170,6 +178,31 @@ func Load(pid int) (*Cgroup, error) {
 	cg, err := parse(bytes.NewReader(pc), v1, unified)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup of pid %d: %w", pid, err)
+	}
+	return cg, nil
+}
+
+// ForPath is the cgroup at p on every hierarchy: p as the cgroupfs driver
+// reads an OCI spec's linux.cgroupsPath, a clean absolute path under each
+// hierarchy's root (InvalidArgument otherwise). It is for a container
+// whose processes are gone, which Load cannot find; its directories need
+// not exist.
+func ForPath(p string) (*Cgroup, error) {
+	if !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/" {
+		return nil, fmt.Errorf("cgroup path %q: not a clean absolute path below the root: %w", p, errdefs.ErrInvalidArgument)
+	}
+	v1, unified, err := loadMounts()
+	if err != nil {
+		return nil, err
+	}
+	var lines strings.Builder
+	for ctrl := range v1 {
+		fmt.Fprintf(&lines, "1:%s:%s\n", ctrl, p)
+	}
+	fmt.Fprintf(&lines, "0::%s\n", p)
+	cg, err := parse(strings.NewReader(lines.String()), v1, unified)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", p, err)
 	}
 	return cg, nil
 }

@@ -192,6 +192,65 @@ func TestLoadSelf(t *testing.T) {
 	}
 }
 
+// TestForPath: the cgroup of a path is that path under the root of every
+// hierarchy, whether it exists or not.
+func TestForPath(t *testing.T) {
+	self, err := Load(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg, err := ForPath("/cri-runtime-test/forpath")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cg.V2 != self.V2 {
+		t.Errorf("V2 %v, this process's cgroup %v", cg.V2, self.V2)
+	}
+	for ctrl, d := range self.Dirs {
+		root := strings.TrimSuffix(d, mustReadCgroupPath(t, ctrl))
+		if want := filepath.Join(root, "cri-runtime-test/forpath"); cg.Dirs[ctrl] != want {
+			t.Errorf("%s: %q, want %q", ctrl, cg.Dirs[ctrl], want)
+		}
+	}
+	if cg.Unified != "" && filepath.Base(cg.Unified) != "forpath" {
+		t.Errorf("unified %q", cg.Unified)
+	}
+	if cg.V2 && cg.Unified == "" {
+		t.Errorf("v2 without a unified directory: %+v", cg)
+	}
+	if !cg.NamedFor("forpath") {
+		t.Errorf("not named for forpath: %+v", cg)
+	}
+	for _, bad := range []string{"", "/", "relative/x", "/a/../b", "/a/"} {
+		if _, err := ForPath(bad); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("ForPath(%q): %v, want InvalidArgument", bad, err)
+		}
+	}
+}
+
+// mustReadCgroupPath is this process's cgroup path on the v1 hierarchy of
+// ctrl, from /proc/self/cgroup.
+func mustReadCgroupPath(t *testing.T, ctrl string) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if strings.TrimPrefix(c, "name=") == ctrl {
+				return parts[2]
+			}
+		}
+	}
+	t.Fatalf("no %s in /proc/self/cgroup", ctrl)
+	return ""
+}
+
 func TestProcesses(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

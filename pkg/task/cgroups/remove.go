@@ -57,6 +57,10 @@ func (c *Cgroup) Remove(ctx context.Context, kill bool) error {
 	}
 }
 
+// RemoveBound is how long a delete waits, in Remove, for the processes of
+// a container's cgroup to leave it.
+const RemoveBound = 10 * time.Second
+
 // NamedFor says whether every directory of the cgroup is named for id
 // (".../<id>", or a systemd unit "...-<id>.scope"): a container's own.
 func (c *Cgroup) NamedFor(id string) bool {

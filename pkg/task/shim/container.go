@@ -274,10 +274,6 @@ func (c *container) runtimeStateExists() bool {
 	return !errors.Is(err, os.ErrNotExist)
 }
 
-// cgroupRemoveBound bounds how long a delete waits for the processes of
-// a container's cgroup to leave it.
-const cgroupRemoveBound = 10 * time.Second
-
 // removeCgroup removes what the runtime's delete left of the container's
 // cgroup: runc removes its state even when its cgroup removal failed
 // (processes killed with the container still exiting on a busy host:
@@ -293,7 +289,7 @@ func (c *container) removeCgroup(ctx context.Context) error {
 	if cg == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, cgroupRemoveBound)
+	ctx, cancel := context.WithTimeout(ctx, cgroups.RemoveBound)
 	defer cancel()
 	if err := cg.Remove(ctx, cg.NamedFor(c.id)); err != nil {
 		return fmt.Errorf("container %q: %w", c.id, err)
