@@ -171,8 +171,9 @@ func dirs(entries []os.DirEntry) []os.DirEntry {
 
 // cleanupBundle removes one container of a dead shim: the runtime kills
 // its processes and removes its state and cgroup, what the runtime left
-// of the cgroup is removed as the shim's own delete does (see
-// cgroups.Remove), then the rootfs is unmounted and the bundle removed.
+// of the cgroup is removed as the shim's own delete does
+// (cgroups.RemoveContainer), then the rootfs is unmounted and the bundle
+// removed.
 func cleanupBundle(ctx context.Context, bundle, id string) error {
 	cg := bundleCgroup(bundle)
 	if b, err := os.ReadFile(filepath.Join(bundle, shimapi.RuntimeFile)); err == nil {
@@ -189,11 +190,8 @@ func cleanupBundle(ctx context.Context, bundle, id string) error {
 		}
 	}
 	if cg != nil {
-		rctx, cancel := context.WithTimeout(ctx, cgroups.RemoveBound)
-		err := cg.Remove(rctx, cg.NamedFor(id))
-		cancel()
-		if err != nil {
-			return fmt.Errorf("container %q: %w", id, err)
+		if err := cg.RemoveContainer(ctx, id); err != nil {
+			return err
 		}
 	}
 	if err := mount.UnmountAll(filepath.Join(bundle, shimapi.RootfsDir)); err != nil {

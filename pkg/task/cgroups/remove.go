@@ -57,9 +57,23 @@ func (c *Cgroup) Remove(ctx context.Context, kill bool) error {
 	}
 }
 
-// RemoveBound is how long a delete waits, in Remove, for the processes of
-// a container's cgroup to leave it.
-const RemoveBound = 10 * time.Second
+// removeBound is how long RemoveContainer waits for the processes of a
+// container's cgroup to leave it.
+const removeBound = 10 * time.Second
+
+// RemoveContainer removes what a runtime's delete left of the cgroup of
+// container id, as a delete of it does: Remove for up to removeBound,
+// killing the processes still in it when the cgroup is the container's
+// own (NamedFor), only waiting for them otherwise (a spec that put the
+// container in a cgroup it shares).
+func (c *Cgroup) RemoveContainer(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, removeBound)
+	defer cancel()
+	if err := c.Remove(ctx, c.NamedFor(id)); err != nil {
+		return fmt.Errorf("container %q: %w", id, err)
+	}
+	return nil
+}
 
 // NamedFor says whether every directory of the cgroup is named for id
 // (".../<id>", or a systemd unit "...-<id>.scope"): a container's own.

@@ -289,12 +289,7 @@ func (c *container) removeCgroup(ctx context.Context) error {
 	if cg == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, cgroups.RemoveBound)
-	defer cancel()
-	if err := cg.Remove(ctx, cg.NamedFor(c.id)); err != nil {
-		return fmt.Errorf("container %q: %w", c.id, err)
-	}
-	return nil
+	return cg.RemoveContainer(ctx, c.id)
 }
 
 // oomKilled says whether the OOM killer acted in the container's cgroup
