@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/cri-runtime/cri-runtime/hack/bench/internal/benchimage"
 	"github.com/cri-runtime/cri-runtime/pkg/task/tasktest"
@@ -123,6 +125,54 @@ func runBare(work, rootfs string, i int, runtime string) time.Duration {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fatalf("%s run: %v: %s", runtime, err, out)
 	}
+	return time.Since(start)
+}
+
+// runSplit runs /bin/true in the same bundle as runBare, but as a shim
+// must drive the runtime through go-runc for the CRI's separate create and
+// start: `create`, `start`, a wait for the exit as the container's
+// subreaper, and `delete`, each its own runtime process. What it takes
+// over runBare is the floor of that split, with nothing of ours in it.
+func runSplit(work, rootfs string, i int, runtime string) time.Duration {
+	bundle := filepath.Join(work, "split")
+	check(os.MkdirAll(bundle, 0o755))
+	id := fmt.Sprintf("split%d", i)
+	spec := tasktest.Spec(id, "true")
+	spec.Root = &specs.Root{Path: rootfs, Readonly: true}
+	b, _ := json.Marshal(spec)
+	check(os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644))
+	pidFile := filepath.Join(bundle, "pid")
+	os.Remove(pidFile)
+	root := filepath.Join(work, "split-root-"+runtime)
+	// The output goes to a file: the container inherits create's stdio,
+	// and a pipe would hold create's caller until the container exits.
+	out, err := os.Create(filepath.Join(bundle, "output"))
+	check(err)
+	defer out.Close()
+	rt := func(args ...string) {
+		cmd := exec.Command(runtime, append([]string{"--root", root}, args...)...)
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Run(); err != nil {
+			b, _ := os.ReadFile(out.Name())
+			fatalf("%s %s: %v: %s", runtime, args[0], err, b)
+		}
+	}
+	// The container runc create leaves behind is the bench's to reap, as
+	// a shim's are its; only while this runs, so no daemon's orphan is.
+	check(unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	start := time.Now()
+	rt("create", "--bundle", bundle, "--pid-file", pidFile, id)
+	b, err = os.ReadFile(pidFile)
+	check(err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	check(err)
+	rt("start", id)
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
+		fatalf("wait for %s's container: %v", runtime, err)
+	}
+	rt("delete", id)
 	return time.Since(start)
 }
 

@@ -172,13 +172,15 @@ func memory(ours *ours, cd *containerd, ref string) {
 // time of ours goes.
 func runToExit(work, rootfs string, ours *ours, cd *containerd, ref string) {
 	before := ours.rpcTimes()
-	var bare, run, plain, cli, ctrRun, bareCrun, crun durations
+	var bare, split, run, plain, cli, ctrRun, bareCrun, splitCrun, crun durations
 	_, err := exec.LookPath("crun")
 	withCrun := err == nil && *runtimeBin != "crun"
 	for i := 0; i < *runs; i++ {
 		bare = append(bare, runBare(work, rootfs, i, *runtimeBin))
+		split = append(split, runSplit(work, rootfs, i, *runtimeBin))
 		if withCrun {
 			bareCrun = append(bareCrun, runBare(work, rootfs, i, "crun"))
+			splitCrun = append(splitCrun, runSplit(work, rootfs, i, "crun"))
 			start := time.Now()
 			ours.cli("run", "--rm", "--seccomp=false", "--runtime", "crun", ref, fmt.Sprintf("crun%d", i), "true")
 			crun = append(crun, time.Since(start))
@@ -200,6 +202,7 @@ func runToExit(work, rootfs string, ours *ours, cd *containerd, ref string) {
 	}
 	fmt.Printf("run-to-exit of /bin/true:\n")
 	fmt.Printf("  bare %s run, read-only directory rootfs, no seccomp filter: %s\n", *runtimeBin, bare)
+	fmt.Printf("  bare %s create, start, wait, delete (the split a shim drives; same rootfs): %s, +%s over bare\n", *runtimeBin, split, split.over(bare))
 	fmt.Printf("  cri-runtime run --rm (overlay, shim start, default seccomp): %s, +%s over bare\n", run, run.over(bare))
 	fmt.Printf("  cri-runtime run --rm --seccomp=false (no filter, as ctr): %s, +%s over bare\n", plain, plain.over(bare))
 	if cd != nil {
@@ -207,6 +210,7 @@ func runToExit(work, rootfs string, ours *ours, cd *containerd, ref string) {
 	}
 	if withCrun {
 		fmt.Printf("  bare crun run, read-only directory rootfs, no seccomp filter: %s\n", bareCrun)
+		fmt.Printf("  bare crun create, start, wait, delete: %s, +%s over bare crun\n", splitCrun, splitCrun.over(bareCrun))
 		fmt.Printf("  cri-runtime run --rm --seccomp=false --runtime crun: %s, +%s over bare crun\n", crun, crun.over(bareCrun))
 	}
 	fmt.Printf("where the time of cri-runtime run --rm goes (every kind of run; means):\n")
