@@ -23,7 +23,7 @@ var leaves = []string{
 	"pkg/errdefs", "pkg/identifiers", "pkg/namespaces", "pkg/leases",
 	"pkg/filters", "pkg/events", "api/events", "pkg/mount",
 	"internal/testenv", // test helpers, standard library only
-	"pkg/labels",
+	"pkg/labels", "pkg/duration",
 }
 
 // allowed maps a package family to the families it may import beyond
@@ -37,6 +37,7 @@ var allowed = map[string][]string{
 	"pkg/events":      {"pkg/errdefs", "pkg/identifiers", "pkg/namespaces", "pkg/filters", "api/events"},
 	"pkg/mount":       {"pkg/errdefs"},
 	"pkg/labels":      {},
+	"pkg/duration":    {"pkg/errdefs"},
 	// The gRPC edge of the leaves: errdefs classes and the namespace and
 	// lease headers, for the server's and the client's interceptors.
 	"pkg/rpc":              {"leaves"},

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/pkg/duration"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 )
 
@@ -125,22 +126,5 @@ func (c Config) Validate() error {
 }
 
 // Duration is a time.Duration written in config files as a string such as
-// "30s" rather than as a count of nanoseconds. (pkg/meta/gc has the same
-// type; pkg/cni may import only the leaves.)
-type Duration time.Duration
-
-// String returns the duration in time.Duration's notation.
-func (d Duration) String() string { return time.Duration(d).String() }
-
-// MarshalText writes d as time.Duration.String does.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
-
-// UnmarshalText parses text with time.ParseDuration.
-func (d *Duration) UnmarshalText(text []byte) error {
-	v, err := time.ParseDuration(string(text))
-	if err != nil {
-		return fmt.Errorf("duration %q: %w", text, errdefs.ErrInvalidArgument)
-	}
-	*d = Duration(v)
-	return nil
-}
+// "30s" rather than as a count of nanoseconds.
+type Duration = duration.Duration

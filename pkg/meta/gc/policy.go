@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/cri-runtime/cri-runtime/pkg/duration"
 	"github.com/cri-runtime/cri-runtime/pkg/errdefs"
 )
 
@@ -87,22 +88,4 @@ func (p Policy) budget(pause time.Duration) time.Duration {
 
 // Duration is a time.Duration written in config files as a string such as
 // "100ms" or "1m30s" rather than as a count of nanoseconds.
-type Duration time.Duration
-
-// String returns the duration in time.Duration's notation.
-func (d Duration) String() string { return time.Duration(d).String() }
-
-// MarshalText writes d as time.Duration.String does.
-func (d Duration) MarshalText() ([]byte, error) {
-	return []byte(time.Duration(d).String()), nil
-}
-
-// UnmarshalText parses text with time.ParseDuration.
-func (d *Duration) UnmarshalText(text []byte) error {
-	v, err := time.ParseDuration(string(text))
-	if err != nil {
-		return fmt.Errorf("duration %q: %w", text, errdefs.ErrInvalidArgument)
-	}
-	*d = Duration(v)
-	return nil
-}
+type Duration = duration.Duration
