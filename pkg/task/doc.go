@@ -63,13 +63,15 @@
 // and the protobuf runtime). Under load the heap, not the protocol,
 // dominates; in the shim itself a lower GOGC did not pay (the live heap is
 // far under the minimum goal) and GOMAXPROCS 1 saves 0.3 MiB. The whole
-// shim (go-runc included) is a 3.6 MB stripped binary: 4.9 MiB PSS holding
-// one container, 5.7 MiB holding ten (0.6 MiB per container), where
-// containerd 2.4.2's shims take 16.2 MiB and 5.4 MiB per container
+// shim (go-runc included) is a 3.6 MB stripped binary: 4.6 MiB PSS holding
+// one container, 5.2 MiB holding ten (0.5 MiB per container), where
+// containerd 2.4.2's shims take 16.4 MiB and 5.4 MiB per container
 // (hack/bench/shim/run.sh). Run-to-exit of /bin/true (create, start, wait,
-// delete) costs 11 ms over a bare `runc run` in a pod whose shim runs (22
-// ms with an overlay rootfs, 31 ms when the shim starts too; `ctr run
-// --rm`: 144 ms); Restore of 100 running containers in 100 shims, 52 ms.
+// delete) costs 11 ms over a bare `runc run` in a pod whose shim runs on a
+// quiet day (22 ms with an overlay rootfs, 31 ms when the shim starts too;
+// `ctr run --rm`: 144 ms), 51 ms on a busy one, when the runtime's four
+// commands alone cost 40 ms over its one; Restore of 100 running
+// containers in 100 shims, 50-110 ms.
 //
 // # Events and exits
 //
