@@ -111,15 +111,22 @@ func writeOCILayout(dir, rootfs string) error {
 	return os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
 }
 
-// runBare times `<runtime> run` of /bin/true in the rootfs, read-only.
-func runBare(work, rootfs string, i int, runtime string) time.Duration {
-	bundle := filepath.Join(work, "bare")
+// bareBundle writes the bundle WORK/NAME of the container NAME<i>, which
+// runs /bin/true in the rootfs, read-only.
+func bareBundle(work, rootfs, name string, i int) (bundle, id string) {
+	bundle = filepath.Join(work, name)
 	check(os.MkdirAll(bundle, 0o755))
-	id := fmt.Sprintf("bare%d", i)
+	id = fmt.Sprintf("%s%d", name, i)
 	spec := tasktest.Spec(id, "true")
 	spec.Root = &specs.Root{Path: rootfs, Readonly: true}
 	b, _ := json.Marshal(spec)
 	check(os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644))
+	return bundle, id
+}
+
+// runBare times `<runtime> run` of /bin/true in the rootfs, read-only.
+func runBare(work, rootfs string, i int, runtime string) time.Duration {
+	bundle, id := bareBundle(work, rootfs, "bare", i)
 	start := time.Now()
 	cmd := exec.Command(runtime, "--root", filepath.Join(work, "bare-root-"+runtime), "run", "--bundle", bundle, id)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -134,13 +141,7 @@ func runBare(work, rootfs string, i int, runtime string) time.Duration {
 // subreaper, and `delete`, each its own runtime process. What it takes
 // over runBare is the floor of that split, with nothing of ours in it.
 func runSplit(work, rootfs string, i int, runtime string) time.Duration {
-	bundle := filepath.Join(work, "split")
-	check(os.MkdirAll(bundle, 0o755))
-	id := fmt.Sprintf("split%d", i)
-	spec := tasktest.Spec(id, "true")
-	spec.Root = &specs.Root{Path: rootfs, Readonly: true}
-	b, _ := json.Marshal(spec)
-	check(os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644))
+	bundle, id := bareBundle(work, rootfs, "split", i)
 	pidFile := filepath.Join(bundle, "pid")
 	os.Remove(pidFile)
 	root := filepath.Join(work, "split-root-"+runtime)
@@ -163,7 +164,7 @@ func runSplit(work, rootfs string, i int, runtime string) time.Duration {
 	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 	start := time.Now()
 	rt("create", "--bundle", bundle, "--pid-file", pidFile, id)
-	b, err = os.ReadFile(pidFile)
+	b, err := os.ReadFile(pidFile)
 	check(err)
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	check(err)
